@@ -1,0 +1,267 @@
+"""The ``datavc`` command: parse, call one ``Repo`` method, render text or ``--json``.
+
+Every expected failure is a DatavcError; :func:`main` prints it and exits with its code
+(docs/exit-codes.md). Nothing here does work the library does not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import DatavcError, Interrupted
+from .progress import TerminalReporter
+from .repo import Repo
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _repo() -> Repo:
+    return Repo(".", reporter=TerminalReporter())
+
+
+def _emit_json(doc: Any) -> None:
+    click.echo(json.dumps(doc, indent=2, sort_keys=True))
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="datavc")
+def cli() -> None:
+    """Version data next to your code: content-addressed cache, manifests in git.
+
+    \b
+    Typical session:
+      datavc init
+      datavc add data/ model.bin
+      datavc commit -m "v1"          # or: git add -A && git commit -m v1
+      datavc status
+      datavc checkout                # make the workspace match the manifests
+    """
+
+
+@cli.command()
+@click.option("--no-scm", is_flag=True, help="Use datavc outside a git work tree.")
+def init(no_scm: bool) -> None:
+    """Make the current git work tree a datavc repository.
+
+    \b
+    Example:
+      git init && datavc init
+    """
+    repo = Repo.init(".", no_scm=no_scm, reporter=TerminalReporter())
+    click.echo(f"Initialized datavc repository in {repo.dir}")
+    if not no_scm:
+        click.echo("Staged .datavc/config.toml and .datavc/.gitignore; commit them with git.")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@json_option
+def add(paths: tuple[str, ...], as_json: bool) -> None:
+    """Track files or directories: hash them into the cache and write PATH.datavc.
+
+    PATH itself is ignored in git (an entry in its directory's .gitignore); commit the
+    small PATH.datavc manifest instead.
+
+    \b
+    Example:
+      datavc add data/ model.bin
+      git add data.datavc model.bin.datavc .gitignore && git commit -m "data v1"
+    """
+    results = _repo().add(list(paths))
+    if as_json:
+        _emit_json([r.to_dict() for r in results])
+        return
+    for r in results:
+        what = f"{r.nfiles} files, " if r.kind == "dir" else ""
+        verb = "Added" if r.changed else "Unchanged"
+        click.echo(f"{verb} {r.path}: {what}{_size(r.size)} -> {r.pointer} ({r.oid})")
+
+
+@cli.command()
+@click.argument("targets", nargs=-1, type=click.Path())
+@click.option("-m", "--message", help="Also create the git commit of the manifests.")
+@json_option
+def commit(targets: tuple[str, ...], message: str | None, as_json: bool) -> None:
+    """Record changed tracked data into its manifests (all tracked data by default).
+
+    With -m, also commit the changed manifests (and .gitignore entries) to git.
+
+    \b
+    Example:
+      datavc commit -m "relabelled cats"
+    """
+    result = _repo().commit(list(targets) or None, message=message)
+    if as_json:
+        _emit_json(result.to_dict())
+        return
+    for r in result.recorded:
+        if r.changed:
+            click.echo(f"Recorded {r.path}: {r.oid}")
+    if not any(r.changed for r in result.recorded):
+        click.echo("Nothing changed in the tracked data.")
+    if message is not None:
+        sha = result.git_commit
+        click.echo(f"Committed {sha[:10]}" if sha else "Nothing to commit in git.")
+
+
+@cli.command()
+@click.argument("targets", nargs=-1, type=click.Path())
+@click.option("-f", "--force", is_flag=True,
+              help="Replace or delete workspace files even if their content is not cached.")
+@json_option
+def checkout(targets: tuple[str, ...], force: bool, as_json: bool) -> None:
+    """Make the workspace data match the manifests.
+
+    Refuses (exit 1) to overwrite or delete a workspace file whose content is not in the
+    cache, and lists those files; --force discards them.
+
+    \b
+    Example:
+      git checkout v1 -- data.datavc && datavc checkout data
+    """
+    results = _repo().checkout(list(targets) or None, force=force)
+    if as_json:
+        _emit_json([r.to_dict() for r in results])
+    else:
+        for r in results:
+            click.echo(f"{r.path}: {r.written} written, {r.deleted} deleted")
+    if any(r.missing for r in results):
+        raise DatavcError("some files are not in the cache and were left as they are",
+                          hint="fetch them with `datavc pull`")
+
+
+@cli.command()
+@click.argument("targets", nargs=-1, type=click.Path())
+@json_option
+def status(targets: tuple[str, ...], as_json: bool) -> None:
+    """Show what changed in the workspace against the manifests.
+
+    \b
+    Example:
+      datavc status
+      datavc status data --json
+    """
+    results = _repo().status(list(targets) or None)
+    if as_json:
+        _emit_json([r.to_dict() for r in results])
+        return
+    if not results:
+        click.echo("Nothing is tracked yet: `datavc add PATH` to start.")
+    elif all(r.state == "clean" for r in results):
+        click.echo("Data and manifests are up to date.")
+    for r in results:
+        if r.state == "clean":
+            continue
+        click.echo(f"{r.path}: {r.state}")
+        for c in r.changes:
+            click.echo(f"    {c.change + ':':<10} {c.path}")
+
+
+@cli.command("hash-object")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("-w", "--write", is_flag=True, help="Also store the object in the cache.")
+def hash_object(file: str, write: bool) -> None:
+    """Print the object id of FILE's content (plumbing).
+
+    \b
+    Example:
+      datavc hash-object model.bin      # xxh128:0f3a...
+    """
+    if write:
+        click.echo(str(_repo().hash_object(file, write=True)))
+        return
+    from .hashing import hash_file
+
+    try:
+        click.echo(str(hash_file(file)[0]))
+    except OSError as exc:
+        from .errors import from_oserror
+
+        raise from_oserror(exc, file, "hash") from exc
+
+
+@cli.command("cat-object")
+@click.argument("oid")
+def cat_object(oid: str) -> None:
+    """Write the verified bytes of one cache object to stdout (plumbing).
+
+    Exit 3 when the object's content does not match its id.
+
+    \b
+    Example:
+      datavc cat-object xxh128:0f3a... > copy.bin
+    """
+    out = sys.stdout.buffer
+    for chunk in _repo().cat_object(oid):
+        out.write(chunk)
+    out.flush()
+
+
+@cli.command("ls-manifest")
+@click.argument("pointer", type=click.Path())
+@json_option
+def ls_manifest(pointer: str, as_json: bool) -> None:
+    """List the entries a pointer manifest names: kind, id, size, path (plumbing).
+
+    \b
+    Example:
+      datavc ls-manifest data.datavc
+    """
+    rows = _repo().ls_manifest(pointer)
+    if as_json:
+        _emit_json([{"path": p, **e.to_dict()} for p, e in rows])
+        return
+    for path, e in rows:
+        click.echo(f"{e.kind}\t{e.oid}\t{e.size}\t{path}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the command, turn every expected failure into its exit code."""
+    sys.setrecursionlimit(10_000)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        code = cli.main(args=argv, prog_name="datavc", standalone_mode=False)
+    except click.exceptions.Abort:
+        code = _fail(Interrupted("interrupted"))
+    except click.ClickException as exc:
+        exc.show()
+        code = 2
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except DatavcError as exc:
+        code = _fail(exc)
+    except KeyboardInterrupt:
+        code = _fail(Interrupted("interrupted"))
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(exc: DatavcError) -> int:
+    click.echo(f"datavc: error: {exc.message}", err=True)
+    if exc.hint:
+        click.echo(f"hint: {exc.hint}", err=True)
+    return exc.exit_code
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt

@@ -1,0 +1,36 @@
+"""Named crash points for fault tests.
+
+When the environment variable ``DATAVC_CRASH_AT`` names a point (test-only), the process
+kills itself with SIGKILL when it reaches that point, exactly as ``kill -9`` would. An
+optional ``DATAVC_CRASH_AFTER=N`` lets the first N hits pass. Unset, a point costs one
+comparison.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+_TARGET = os.environ.get("DATAVC_CRASH_AT") or None
+_hits = 0
+
+POINTS = (
+    "object-tmp-written",  # an object's temp file is written, not yet renamed
+    "object-renamed",  # an object was renamed into place
+    "objects-synced",  # the sync barrier after all objects of an operation
+    "manifest-tmp-written",  # a pointer manifest's temp file is written, not yet renamed
+    "manifest-written",  # a pointer manifest was renamed into place
+    "workspace-tmp-written",  # a checkout temp file is written, not yet renamed over the target
+    "workspace-replaced",  # a checkout target was replaced
+    "state-written",  # the stat cache was saved
+)
+
+
+def point(name: str) -> None:
+    """Die here with SIGKILL if this is the configured crash point."""
+    global _hits
+    if _TARGET is None or name != _TARGET:
+        return
+    _hits += 1
+    if _hits > int(os.environ.get("DATAVC_CRASH_AFTER", "0")):
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,137 @@
+"""File-system primitives shared by every writer: atomic small-file writes, sync barriers,
+symlink-proof directory walking with dir fds, and read-only marking.
+
+The rule for durability (RELIABILITY.md §1): temp file in the same directory, write, fsync,
+rename, fsync the directory. Bulk writers (the object store) skip the per-file fsync and call
+:func:`sync_barrier` once before anything that names their files is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import itertools
+import os
+import stat
+from collections.abc import Iterator, Sequence
+
+from . import crash
+from .errors import UnsafePathError, from_oserror
+
+_counter = itertools.count()
+O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+TMP_MARK = ".datavc-tmp-"
+
+
+def tmp_name(base: str = "") -> str:
+    """A name for a temp file unique to this process."""
+    return f"{TMP_MARK}{os.getpid()}-{next(_counter)}{base}"
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str, data: bytes, *, mode: int = 0o644, hook: str | None = None) -> None:
+    """Write ``data`` to ``path`` so that readers see the old or the new file, never a mix."""
+    directory = os.path.dirname(path) or "."
+    tmp = os.path.join(directory, tmp_name())
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if hook:
+            crash.point(hook + "-tmp-written")
+        os.replace(tmp, path)
+        fsync_dir(directory)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise from_oserror(exc, path, "write") from exc
+    if hook:
+        crash.point(hook + "-written")
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+write_all = _write_all
+
+_syncfs: list[object] = []
+
+
+def _find_syncfs() -> object:
+    if not _syncfs:
+        name = ctypes.util.find_library("c")
+        libc = ctypes.CDLL(name, use_errno=True) if name else None
+        _syncfs.append(getattr(libc, "syncfs", None))
+    return _syncfs[0]
+
+
+def sync_barrier(path: str) -> None:
+    """Flush everything written to the file system holding ``path`` (one syncfs)."""
+    syncfs = _find_syncfs()
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if callable(syncfs) and syncfs(fd) == 0:
+            return
+        os.sync()
+    finally:
+        os.close(fd)
+
+
+def make_readonly(path: str) -> None:
+    mode = os.lstat(path).st_mode
+    os.chmod(path, stat.S_IMODE(mode) & ~0o222)
+
+
+@contextlib.contextmanager
+def open_dir(root_fd: int, parts: Sequence[str], *, create: bool) -> Iterator[int]:
+    """Open the directory ``parts`` below ``root_fd`` without following any symlink.
+
+    With ``create``, missing directories are made. A symlink (or a file) where a directory
+    is expected raises UnsafePathError: nothing is written through it.
+    """
+    fd = os.dup(root_fd)
+    try:
+        for part in parts:
+            fd = _step(fd, part, create=create)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _step(parent: int, name: str, *, create: bool) -> int:
+    try:
+        child = os.open(name, O_DIR, dir_fd=parent)
+    except FileNotFoundError:
+        if not create:
+            os.close(parent)
+            raise
+        try:
+            os.mkdir(name, 0o777, dir_fd=parent)
+        except FileExistsError:
+            pass
+        child = os.open(name, O_DIR, dir_fd=parent)
+    except OSError as exc:
+        os.close(parent)
+        if exc.errno in (40, 20):  # ELOOP (symlink), ENOTDIR (file in the way)
+            raise UnsafePathError(
+                f"refusing to write through '{name}': it is a symlink or not a directory",
+                hint="move it away, then run the command again",
+            ) from exc
+        raise
+    os.close(parent)
+    return child

@@ -1,0 +1,259 @@
+"""The content-addressed object store: ``<cache>/objects/ab/cdef...`` (DESIGN.md §2).
+
+Contract: an object file either is absent or holds exactly the bytes its name says. Writers
+put bytes in ``<cache>/tmp``, rename them into place and make them read-only; they do not
+fsync each object: the caller calls :meth:`ObjectStore.sync` once after the last object of an
+operation and before writing anything that names them (git's ``fsyncMethod=batch``).
+Bytes are hashed as they are copied, so every byte is read once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
+
+import xxhash
+
+from . import crash, fsutil
+from .errors import DatavcError, IntegrityError, ObjectMissingError, from_oserror
+from .hashing import CHUNK, Oid, hash_fd
+
+FANOUT = 2
+_SMALL = 1 << 20
+
+
+class StatKey(NamedTuple):
+    """What the stat cache compares: a file is unchanged while all of these are."""
+
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> StatKey:
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class Stored(NamedTuple):
+    """The result of hashing (and maybe storing) one workspace file."""
+
+    digest: bytes
+    size: int
+    executable: bool
+    stat: StatKey
+
+
+class ObjectStore:
+    """A directory of objects named by their XXH3-128 id."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.objects_dir = os.path.join(root, "objects")
+        self.tmp_dir = os.path.join(root, "tmp")
+
+    def ensure_layout(self) -> None:
+        try:
+            os.makedirs(self.tmp_dir, exist_ok=True)
+            for i in range(256):
+                os.makedirs(os.path.join(self.objects_dir, f"{i:02x}"), exist_ok=True)
+        except OSError as exc:
+            raise from_oserror(exc, self.root, "create the cache") from exc
+
+    def path(self, oid: Oid) -> str:
+        return object_path(self.objects_dir, oid.digest)
+
+    def has(self, oid: Oid) -> bool:
+        return os.path.isfile(self.path(oid))
+
+    def present(self, oids: Iterable[Oid]) -> set[Oid]:
+        """The subset of ``oids`` in the store; lists fan-out directories when asked many."""
+        wanted = set(oids)
+        if len(wanted) < 4096:
+            return {oid for oid in wanted if self.has(oid)}
+        found: set[Oid] = set()
+        for prefix in {oid.hex[:FANOUT] for oid in wanted}:
+            with contextlib.suppress(FileNotFoundError):
+                names = os.listdir(os.path.join(self.objects_dir, prefix))
+                found.update(Oid(bytes.fromhex(prefix + n)) for n in names if len(n) == 30)
+        return wanted & found
+
+    def iter_oids(self) -> Iterable[Oid]:
+        for prefix in sorted(os.listdir(self.objects_dir)):
+            sub = os.path.join(self.objects_dir, prefix)
+            if len(prefix) != FANOUT or not os.path.isdir(sub):
+                continue
+            for name in sorted(os.listdir(sub)):
+                with contextlib.suppress(ValueError, DatavcError):
+                    yield Oid(bytes.fromhex(prefix + name))
+
+    def read_bytes(self, oid: Oid, *, limit: int = 64 << 20) -> bytes:
+        """Read a (small) object whole and verify it against its id."""
+        path = self.path(oid)
+        try:
+            with open(path, "rb") as f:
+                data = f.read(limit + 1)
+        except FileNotFoundError:
+            raise ObjectMissingError(
+                f"object {oid} is not in the cache ({path})",
+                hint="fetch it from a remote or re-add the data that produced it",
+            ) from None
+        except OSError as exc:
+            raise from_oserror(exc, path, "read object") from exc
+        if len(data) > limit:
+            raise IntegrityError(f"object {oid} is larger than the {limit}-byte limit for it")
+        if xxhash.xxh3_128_digest(data) != oid.digest:
+            raise IntegrityError(
+                f"cache object {oid} is corrupt: its content does not match its id ({path})",
+                hint="run `datavc fsck` and re-add or re-fetch the data",
+            )
+        return data
+
+    def add_bytes(self, data: bytes) -> Oid:
+        """Store ``data`` (no fsync: see the module contract) and return its id."""
+        digest = xxhash.xxh3_128_digest(data)
+        dest = object_path(self.objects_dir, digest)
+        if not os.path.exists(dest):
+            _publish(self.tmp_dir, dest, [data])
+        return Oid(digest)
+
+    def add_file(self, path: str) -> Stored:
+        return store_file(path, self.objects_dir, self.tmp_dir)
+
+    def sync(self) -> None:
+        """The barrier between writing objects and writing what names them."""
+        fsutil.sync_barrier(self.root)
+        crash.point("objects-synced")
+
+
+def object_path(objects_dir: str, digest: bytes) -> str:
+    hexd = digest.hex()
+    return os.path.join(objects_dir, hexd[:FANOUT], hexd[FANOUT:])
+
+
+def store_file(path: str, objects_dir: str, tmp_dir: str | None) -> Stored:
+    """Hash ``path`` and, when ``tmp_dir`` is given, copy it into the store in the same read.
+
+    Raises DatavcError when the file changes while it is read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise from_oserror(exc, path, "read") from exc
+    try:
+        before = os.fstat(fd)
+        if before.st_size <= _SMALL:
+            digest = _store_small(fd, before.st_size, objects_dir, tmp_dir)
+        else:
+            digest = _store_stream(fd, objects_dir, tmp_dir)
+        after = os.fstat(fd)
+    except OSError as exc:
+        raise from_oserror(exc, path, "store") from exc
+    finally:
+        os.close(fd)
+    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        raise DatavcError(
+            f"'{path}' changed while it was being read",
+            hint="wait for whatever writes it to finish, then run the command again",
+        )
+    return Stored(digest, before.st_size, bool(before.st_mode & 0o100), StatKey.of(before))
+
+
+def _store_small(fd: int, size: int, objects_dir: str, tmp_dir: str | None) -> bytes:
+    chunks = []
+    while True:
+        data = os.read(fd, max(size + 1, 4096))
+        if not data:
+            break
+        chunks.append(data)
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    digest = xxhash.xxh3_128_digest(data)
+    if tmp_dir is not None:
+        dest = object_path(objects_dir, digest)
+        if not os.path.exists(dest):
+            _publish(tmp_dir, dest, [data])
+    return digest
+
+
+def _store_stream(fd: int, objects_dir: str, tmp_dir: str | None) -> bytes:
+    hasher = xxhash.xxh3_128()
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    out = None
+    if tmp_dir is not None:
+        tmp = os.path.join(tmp_dir, fsutil.tmp_name())
+        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+    try:
+        while n := os.readv(fd, [buf]):
+            hasher.update(view[:n])
+            if out is not None:
+                fsutil.write_all(out, view[:n])
+    except BaseException:
+        if out is not None:
+            os.close(out)
+            os.unlink(tmp)
+        raise
+    digest = hasher.digest()
+    if out is not None:
+        os.close(out)
+        crash.point("object-tmp-written")
+        _rename_into_place(tmp, object_path(objects_dir, digest))
+    return digest
+
+
+def _publish(tmp_dir: str, dest: str, parts: list[bytes]) -> None:
+    tmp = os.path.join(tmp_dir, fsutil.tmp_name())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+    try:
+        for part in parts:
+            fsutil.write_all(fd, part)
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    crash.point("object-tmp-written")
+    _rename_into_place(tmp, dest)
+
+
+def _rename_into_place(tmp: str, dest: str) -> None:
+    if os.path.exists(dest):
+        os.unlink(tmp)
+        return
+    try:
+        os.rename(tmp, dest)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        os.rename(tmp, dest)
+    crash.point("object-renamed")
+
+
+def read_verified(store: ObjectStore, oid: Oid) -> Iterator[bytes]:
+    """An object's bytes in chunks, after the whole object was verified against its id.
+
+    Raises IntegrityError before yielding anything when the content does not match.
+    """
+    path = store.path(oid)
+    verify_object(path, oid)
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            yield chunk
+
+
+def verify_object(path: str, oid: Oid) -> None:
+    """Re-hash one object file; raise ObjectMissingError or IntegrityError."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ObjectMissingError(f"object {oid} is not in the cache ({path})") from None
+    try:
+        got, _ = hash_fd(fd)
+    finally:
+        os.close(fd)
+    if got != oid:
+        raise IntegrityError(f"cache object {oid} is corrupt: its content does not match its id "
+                             f"({path})",
+                             hint="run `datavc fsck`, then re-fetch or re-add the data")

@@ -1,0 +1,492 @@
+"""``datavc.Repo``: the library behind every command. One method per command, typed results,
+no printing. Layers below it: hashing → objects → listing/manifest → tree/state → workspace
+→ scm. The CLI is a thin shell over this class.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from . import config as config_mod
+from . import fsutil, listing, manifest, scm, tree
+from .errors import (
+    DatavcError,
+    InvalidInputError,
+    NotARepoError,
+    ObjectMissingError,
+    UnsafePathError,
+    UsageError,
+    from_oserror,
+)
+from .hashing import Oid, hash_file
+from .links import Linker
+from .lock import repo_lock
+from .manifest import Pointer
+from .objects import ObjectStore
+from .parallel import default_jobs
+from .paths import split_relpath
+from .report import Reporter
+from .state import StatCache, now_ns
+from .treediff import Change, Ref, diff
+from .workspace import Executor, Plan, make_plan, refuse_conflicts
+
+DATAVC_DIR = ".datavc"
+GITIGNORE = "/cache/\n/tmp/\n/state/\n/config.local.toml\n"
+
+
+@dataclass(frozen=True)
+class AddResult:
+    path: str
+    pointer: str
+    oid: Oid
+    kind: str
+    size: int
+    nfiles: int
+    hashed: int
+    changed: bool
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"path": self.path, "pointer": self.pointer, "oid": str(self.oid),
+                "kind": self.kind, "size": self.size, "nfiles": self.nfiles,
+                "hashed": self.hashed, "changed": self.changed,
+                "skipped": [{"path": p, "reason": r} for p, r in self.skipped]}
+
+
+@dataclass(frozen=True)
+class TargetStatus:
+    """``state`` is clean, modified, deleted (workspace absent) or not-in-cache."""
+
+    path: str
+    pointer: str
+    state: str
+    changes: list[Change] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"path": self.path, "pointer": self.pointer, "state": self.state,
+                "changes": [c.to_dict() for c in self.changes]}
+
+
+@dataclass(frozen=True)
+class CheckoutResult:
+    path: str
+    written: int
+    deleted: int
+    missing: list[str]
+    forced: list[str]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"path": self.path, "written": self.written, "deleted": self.deleted,
+                "missing": self.missing, "forced": self.forced}
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    recorded: list[AddResult]
+    git_commit: str | None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"recorded": [r.to_dict() for r in self.recorded], "git_commit": self.git_commit}
+
+
+class Repo:
+    """A datavc repository: a work tree with a ``.datavc`` directory at its root."""
+
+    def __init__(self, path: str | os.PathLike[str] = ".", *,
+                 reporter: Reporter | None = None) -> None:
+        root = find_root(os.path.abspath(path))
+        if root is None:
+            raise NotARepoError(f"not inside a datavc repository: '{os.path.abspath(path)}'",
+                                hint="run `datavc init` at the root of your git work tree")
+        self.root = root
+        self.dir = os.path.join(root, DATAVC_DIR)
+        self.reporter = reporter or Reporter()
+        self.config = config_mod.load(self.dir)
+        self.store = ObjectStore(os.path.join(self.dir, "cache"))
+        self.jobs = self.config.jobs or default_jobs()
+        self._git: scm.Git | None = None
+        self._git_checked = False
+
+    # ----------------------------------------------------------------- init
+
+    @classmethod
+    def init(cls, path: str | os.PathLike[str] = ".", *, no_scm: bool = False,
+             reporter: Reporter | None = None) -> Repo:
+        """Make ``path`` (a git work tree's root unless ``no_scm``) a datavc repository."""
+        path = os.path.abspath(path)
+        root = path if no_scm else scm.discover_worktree(path)
+        if root is None:
+            raise DatavcError(f"'{path}' is not inside a git work tree",
+                              hint="run `git init` first, or `datavc init --no-scm`")
+        ddir = os.path.join(root, DATAVC_DIR)
+        if os.path.isdir(ddir):
+            raise DatavcError(f"'{root}' is already a datavc repository ({ddir})")
+        try:
+            os.makedirs(ddir)
+            config_mod.write(os.path.join(ddir, "config.toml"),
+                             {"core": {"format": config_mod.FORMAT}})
+            fsutil.atomic_write(os.path.join(ddir, ".gitignore"), GITIGNORE.encode())
+        except OSError as exc:
+            raise from_oserror(exc, ddir, "create") from exc
+        repo = cls(root, reporter=reporter)
+        repo.store.ensure_layout()
+        if not no_scm:
+            repo.git.stage([f"{DATAVC_DIR}/config.toml", f"{DATAVC_DIR}/.gitignore"])
+        return repo
+
+    # ------------------------------------------------------------ internals
+
+    @property
+    def git(self) -> scm.Git:
+        git = self.git_or_none
+        if git is None:
+            raise DatavcError("this datavc repository is not in a git work tree (--no-scm)",
+                              hint="run `git init` to version the manifests")
+        return git
+
+    @property
+    def git_or_none(self) -> scm.Git | None:
+        if not self._git_checked:
+            self._git_checked = True
+            if os.path.exists(os.path.join(self.root, ".git")):
+                self._git = scm.Git(self.root)
+        return self._git
+
+    @contextmanager
+    def _locked(self, what: str) -> Iterator[None]:
+        with repo_lock(os.path.join(self.dir, "tmp", "lock"), what=what):
+            yield
+
+    def _state(self) -> StatCache:
+        return StatCache.load(os.path.join(self.dir, "state", "stat"))
+
+    def target(self, arg: str | os.PathLike[str], *, cwd: str | None = None) -> str:
+        """A user-given path as a validated repo-relative target (``x.datavc`` → ``x``)."""
+        text = os.fspath(arg)
+        full = os.path.normpath(os.path.join(cwd or os.getcwd(), text))
+        rel = os.path.relpath(full, self.root)
+        if rel == "." or rel.startswith(".." + os.sep) or rel == "..":
+            raise UsageError(f"'{text}' is not inside the repository {self.root}")
+        rel = rel.replace(os.sep, "/")
+        if rel.endswith(manifest.SUFFIX):
+            rel = manifest.target_of(rel)
+        parts = split_relpath(rel, where="the command line")
+        self._check_no_symlink_parents(parts, text)
+        return rel
+
+    def _check_no_symlink_parents(self, parts: tuple[str, ...], text: str) -> None:
+        path = self.root
+        for part in parts[:-1]:
+            path = os.path.join(path, part)
+            if os.path.islink(path):
+                raise UnsafePathError(f"'{text}' goes through the symlink '{path}'",
+                                      hint="name the real path inside the work tree")
+
+    def read_pointer(self, rel: str) -> Pointer:
+        path = os.path.join(self.root, manifest.pointer_path(rel))
+        try:
+            with open(path, "rb") as f:
+                data = f.read(manifest.MAX_BYTES + 1)
+        except FileNotFoundError:
+            raise DatavcError(f"'{rel}' is not tracked by datavc (no {rel}{manifest.SUFFIX})",
+                              hint=f"run `datavc add {rel}`") from None
+        except OSError as exc:
+            raise from_oserror(exc, path, "read") from exc
+        return manifest.loads(data, where=manifest.pointer_path(rel))
+
+    def tracked(self) -> list[str]:
+        """Every tracked target in the work tree (each ``X`` that has an ``X.datavc``)."""
+        found: list[str] = []
+        self._find_pointers(self.root, "", found)
+        return sorted(found)
+
+    def _find_pointers(self, path: str, rel: str, found: list[str]) -> None:
+        try:
+            entries = list(os.scandir(path))
+        except OSError:
+            return
+        names = {e.name for e in entries}
+        for e in entries:
+            if e.name.endswith(manifest.SUFFIX) and e.is_file(follow_symlinks=False):
+                found.append(rel + e.name[: -len(manifest.SUFFIX)])
+        for e in entries:
+            if e.name in (".git", DATAVC_DIR) or e.name + manifest.SUFFIX in names:
+                continue
+            if e.is_dir(follow_symlinks=False):
+                self._find_pointers(e.path, f"{rel}{e.name}/", found)
+
+    def _targets(self, targets: list[str] | None) -> list[str]:
+        if not targets:
+            return self.tracked()
+        return [self.target(t) for t in targets]
+
+    # ------------------------------------------------------------------ add
+
+    def add(self, paths: list[str | os.PathLike[str]]) -> list[AddResult]:
+        """Hash ``paths`` into the cache, write their pointers, ignore them in git."""
+        if not paths:
+            raise UsageError("nothing to add", hint="name a file or directory: datavc add data/")
+        rels = [self.target(p) for p in paths]
+        for rel in rels:
+            self._check_addable(rel, rels)
+        with self._locked("add"):
+            state = self._state()
+            results = [self._record(rel, state) for rel in rels]
+            state.save()
+        return results
+
+    def _check_addable(self, rel: str, all_rels: list[str]) -> None:
+        if not os.path.lexists(os.path.join(self.root, rel)):
+            raise DatavcError(f"'{rel}' does not exist", hint="check the path")
+        git = self.git_or_none
+        if git is not None:
+            tracked = git.tracked_under(rel)
+            if tracked:
+                raise DatavcError(
+                    f"'{rel}' is already tracked by git ({len(tracked)} file(s), e.g. "
+                    f"'{tracked[0]}')",
+                    hint=f"stop tracking it in git first: git rm -r --cached '{rel}'")
+        for other in self.tracked() + all_rels:
+            if other != rel and (rel.startswith(other + "/") or other.startswith(rel + "/")):
+                raise DatavcError(f"'{rel}' overlaps '{other}', which is tracked separately",
+                                  hint="track a directory or the paths inside it, not both")
+
+    def _record(self, rel: str, state: StatCache) -> AddResult:
+        """Store the workspace content of ``rel`` and point its manifest at it."""
+        started = now_ns()
+        scan = tree.scan(self.root, rel, state, self.store.objects_dir)
+        root = tree.require(scan.root, rel)
+        hashed = len(scan.todo)
+        for path, reason in scan.skipped:
+            self.reporter.warn(f"not tracked: '{path}' ({reason})")
+        self.reporter.begin(f"Adding {rel}", hashed)
+        try:
+            tree.resolve(scan, store=self.store, state=state, started_ns=started,
+                         jobs=self.jobs, progress=self.reporter.advance)
+        finally:
+            self.reporter.end()
+        self._ensure_objects(rel, root)
+        tree.finish(root, store=self.store, where=rel)
+        self.store.sync()
+        state.retain_under(rel, scan.seen)
+        return self._write_pointer(rel, root, hashed, scan.skipped, state)
+
+    def _ensure_objects(self, rel: str, root: tree.Node) -> None:
+        """Files known from the stat cache must still have their object: re-store if not."""
+        files = list(tree.walk_files(root, rel))
+        present = self.store.present(Oid(n.digest) for _, n in files)
+        for path, node in files:
+            if Oid(node.digest) not in present:
+                stored = self.store.add_file(os.path.join(self.root, path))
+                node.digest, node.size = stored.digest, stored.size
+
+    def _write_pointer(self, rel: str, root: tree.Node, hashed: int,
+                       skipped: list[tuple[str, str]], state: StatCache) -> AddResult:
+        kind = tree.root_kind(root)
+        nfiles = root.nfiles if isinstance(root, tree.DirNode) else 1
+        old = self._pointer_or_none(rel)
+        pointer = Pointer(kind, Oid(root.digest), root.size, nfiles,  # type: ignore[arg-type]
+                          old.meta if old else {})
+        pointer_rel = manifest.pointer_path(rel)
+        changed = old != pointer
+        if changed:
+            fsutil.atomic_write(os.path.join(self.root, pointer_rel), pointer.dumps(),
+                                hook="manifest")
+        if self.git_or_none is not None:
+            scm.ensure_ignored(self.root, rel)
+        self._relink(rel, root, state)
+        return AddResult(rel, pointer_rel, pointer.oid, kind, pointer.size, nfiles, hashed,
+                         changed, skipped)
+
+    def _pointer_or_none(self, rel: str) -> Pointer | None:
+        if not os.path.exists(os.path.join(self.root, manifest.pointer_path(rel))):
+            return None
+        try:
+            return self.read_pointer(rel)
+        except InvalidInputError:
+            return None
+
+    def _relink(self, rel: str, root: tree.Node, state: StatCache) -> None:
+        """With link-type caches, replace workspace copies by links to the cache."""
+        if self.config.link_types[0] == "copy":
+            return
+        digests = {n.digest for _, n in tree.walk_files(root, rel)}
+        self._execute(make_plan(rel, root, None, present=digests, skipped=set(),
+                                check_mode=False), state)
+
+    # ----------------------------------------------------------- checkout
+
+    def checkout(self, targets: list[str] | None = None, *,
+                 force: bool = False) -> list[CheckoutResult]:
+        """Make the workspace match the manifests; refuse to lose uncached data."""
+        rels = self._targets(targets)
+        with self._locked("checkout"):
+            state = self._state()
+            try:
+                plans = [(rel, self._plan_checkout(rel, state, force)) for rel in rels]
+                results = [self._run_checkout(rel, plan, state) for rel, plan in plans]
+            finally:
+                state.save()
+        return results
+
+    def _plan_checkout(self, rel: str, state: StatCache, force: bool) -> Plan:
+        pointer = self.read_pointer(rel)
+        want = self._load_tree(rel, pointer)
+        started = now_ns()
+        scan = tree.scan(self.root, rel, state, self.store.objects_dir)
+        tree.resolve(scan, store=None, state=state, started_ns=started, jobs=self.jobs)
+        digests = {n.digest for _, n in tree.walk_files(want, rel)}
+        if scan.root is not None:
+            digests |= {n.digest for _, n in tree.walk_files(scan.root, rel)}
+        present = {o.digest for o in self.store.present(Oid(d) for d in digests)}
+        plan = make_plan(rel, want, scan.root, present=present,
+                         skipped={p for p, _ in scan.skipped},
+                         check_mode=self.config.link_types[0] in ("copy", "reflink"))
+        if not force:
+            refuse_conflicts(plan)
+        return plan
+
+    def _load_tree(self, rel: str, pointer: Pointer) -> tree.Node:
+        try:
+            return tree.load(self.store, pointer.oid.digest, kind=pointer.kind,
+                             size=pointer.size)
+        except ObjectMissingError as exc:
+            raise ObjectMissingError(f"cannot check out '{rel}': {exc.message}",
+                                     hint="fetch the data from a remote (`datavc pull`)"
+                                     ) from None
+
+    def _run_checkout(self, rel: str, plan: Plan, state: StatCache) -> CheckoutResult:
+        self.reporter.begin(f"Checking out {rel}", len(plan.writes))
+        try:
+            self._execute(plan, state)
+        finally:
+            self.reporter.end()
+        for path in plan.missing:
+            self.reporter.warn(f"not in the cache, left as it is: '{path}'")
+        return CheckoutResult(rel, len(plan.writes), len(plan.deletes), plan.missing,
+                              sorted(set(plan.conflicts)))
+
+    def _execute(self, plan: Plan, state: StatCache | None = None) -> None:
+        root_fd = os.open(self.root, fsutil.O_DIR)
+        try:
+            linker = Linker(self.store.objects_dir, self.config.link_types)
+            Executor(root_fd, self.store, linker, state or StatCache(""),
+                     self.reporter.advance).run(plan)
+        finally:
+            os.close(root_fd)
+
+    # -------------------------------------------------------------- status
+
+    def status(self, targets: list[str] | None = None) -> list[TargetStatus]:
+        """What differs between the workspace and the manifests, per tracked target."""
+        rels = self._targets(targets)
+        state = self._state()
+        out = [self._status_one(rel, state) for rel in rels]
+        self._save_state_if_free(state)
+        return out
+
+    def _status_one(self, rel: str, state: StatCache) -> TargetStatus:
+        pointer = self.read_pointer(rel)
+        pointer_rel = manifest.pointer_path(rel)
+        started = now_ns()
+        scan = tree.scan(self.root, rel, state, self.store.objects_dir)
+        if scan.root is None:
+            return TargetStatus(rel, pointer_rel, "deleted")
+        tree.resolve(scan, store=None, state=state, started_ns=started, jobs=self.jobs)
+        tree.finish(scan.root, store=None, where=rel)
+        if scan.root.digest == pointer.oid.digest and tree.root_kind(scan.root) == pointer.kind:
+            return TargetStatus(rel, pointer_rel, "clean")
+        old = Ref(pointer.kind, pointer.oid.digest, pointer.size)
+        try:
+            changes = list(diff(self.store, rel, old, scan.root))
+        except ObjectMissingError:
+            return TargetStatus(rel, pointer_rel, "not-in-cache")
+        return TargetStatus(rel, pointer_rel, "modified" if changes else "clean", changes)
+
+    def _save_state_if_free(self, state: StatCache) -> None:
+        try:
+            with self._locked("status"):
+                state.save()
+        except DatavcError:
+            pass  # another writer is busy: the stat cache is only a cache
+
+    # -------------------------------------------------------------- commit
+
+    def commit(self, targets: list[str] | None = None, *,
+               message: str | None = None) -> CommitResult:
+        """Record changed workspace data into its manifests; with ``message``, git-commit."""
+        rels = self._targets(targets)
+        if not rels:
+            raise DatavcError("nothing is tracked yet", hint="run `datavc add PATH` first")
+        with self._locked("commit"):
+            state = self._state()
+            recorded = []
+            for rel in rels:
+                if not os.path.lexists(os.path.join(self.root, rel)):
+                    raise DatavcError(f"'{rel}' is missing from the workspace",
+                                      hint=f"run `datavc checkout {rel}` to restore it, or "
+                                           f"delete {rel}{manifest.SUFFIX} to stop tracking it")
+                self.read_pointer(rel)
+                recorded.append(self._record(rel, state))
+            state.save()
+            sha = self._git_commit(rels, message) if message is not None else None
+        return CommitResult(recorded, sha)
+
+    def _git_commit(self, rels: list[str], message: str) -> str | None:
+        paths = [manifest.pointer_path(r) for r in rels]
+        paths += sorted({os.path.join(os.path.dirname(r), ".gitignore") for r in rels})
+        return self.git.commit(message, paths)
+
+    # ----------------------------------------------------------- plumbing
+
+    def hash_object(self, path: str | os.PathLike[str], *, write: bool = False) -> Oid:
+        """The id of one file's content; with ``write``, also store it in the cache."""
+        try:
+            if write:
+                with self._locked("hash-object"):
+                    oid = Oid(self.store.add_file(os.fspath(path)).digest)
+                    self.store.sync()
+                return oid
+            return hash_file(path)[0]
+        except OSError as exc:
+            raise from_oserror(exc, path, "hash") from exc
+
+    def cat_object(self, oid: str | Oid) -> Iterator[bytes]:
+        """The verified bytes of one object, in chunks; IntegrityError if they do not match."""
+        from .objects import read_verified
+
+        oid = oid if isinstance(oid, Oid) else Oid.parse(oid)
+        return read_verified(self.store, oid)
+
+    def ls_manifest(self, pointer: str | os.PathLike[str], *,
+                    recursive: bool = True) -> list[tuple[str, listing.Entry]]:
+        """The entries named by a pointer manifest (recursively), as (path, entry)."""
+        rel = self.target(pointer)
+        ptr = self.read_pointer(rel)
+        if ptr.kind == listing.FILE:
+            return [(rel, listing.Entry(os.path.basename(rel), listing.FILE, ptr.oid, ptr.size))]
+        out: list[tuple[str, listing.Entry]] = []
+        self._walk_listing(ptr.oid, rel, recursive, out)
+        return out
+
+    def _walk_listing(self, oid: Oid, prefix: str, recursive: bool,
+                      out: list[tuple[str, listing.Entry]]) -> None:
+        for e in listing.decode(self.store.read_bytes(oid), where=str(oid)):
+            path = f"{prefix}/{e.name}"
+            out.append((path, e))
+            if recursive and e.kind == listing.DIR:
+                self._walk_listing(e.oid, path, recursive, out)
+
+
+def find_root(start: str) -> str | None:
+    path = start
+    while True:
+        if os.path.isdir(os.path.join(path, DATAVC_DIR)):
+            return path
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent

@@ -1,0 +1,102 @@
+"""Git, through pygit2: finding the work tree, asking what git tracks, keeping .gitignore
+entries for tracked data, and committing manifests (DESIGN.md §7: objects, then manifests,
+then the git commit that names them).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from . import fsutil
+from .errors import DatavcError
+
+_SPECIAL = set("*?[]\\!#")
+
+
+def discover_worktree(start: str) -> str | None:
+    """The root of the git work tree containing ``start``, or None outside git."""
+    import pygit2
+
+    found = pygit2.discover_repository(start)
+    if not found:
+        return None
+    repo = pygit2.Repository(found)
+    return os.path.normpath(repo.workdir) if repo.workdir else None
+
+
+class Git:
+    """The git repository whose work tree is the datavc repository's root."""
+
+    def __init__(self, root: str) -> None:
+        import pygit2
+
+        self._pygit2 = pygit2
+        self.root = root
+        self.repo = pygit2.Repository(root)
+
+    def tracked_under(self, rel: str) -> list[str]:
+        """Paths git tracks at ``rel`` or below it."""
+        index = self.repo.index
+        index.read()
+        prefix = rel + "/"
+        return [e.path for e in index if e.path == rel or e.path.startswith(prefix)]
+
+    def stage(self, paths: Iterable[str]) -> None:
+        index = self.repo.index
+        index.read()
+        for rel in paths:
+            if os.path.lexists(os.path.join(self.root, rel)):
+                index.add(rel)
+            elif rel in index:
+                index.remove(rel)
+        index.write()
+
+    def commit(self, message: str, paths: Iterable[str]) -> str | None:
+        """Stage ``paths`` and commit the index; None when there is nothing to commit."""
+        self.stage(paths)
+        repo = self.repo
+        tree = repo.index.write_tree()
+        parents = [] if repo.head_is_unborn else [repo.head.target]
+        if parents and repo[parents[0]].peel(self._pygit2.Tree).id == tree:
+            return None
+        sig = self._signature()
+        oid = repo.create_commit("HEAD", sig, sig, message, tree, parents)
+        return str(oid)
+
+    def _signature(self) -> Any:
+        try:
+            return self.repo.default_signature
+        except (KeyError, self._pygit2.GitError):
+            raise DatavcError(
+                "git does not know who you are: cannot create the commit",
+                hint='run `git config user.name "Your Name"` and '
+                     '`git config user.email you@example.com`') from None
+
+
+def gitignore_pattern(name: str) -> str:
+    """The .gitignore line that ignores exactly the entry ``name`` of its directory."""
+    escaped = "".join("\\" + c if c in _SPECIAL else c for c in name)
+    if escaped.endswith(" "):
+        escaped = escaped[:-1] + "\\ "
+    return "/" + escaped
+
+
+def ensure_ignored(root: str, rel: str) -> str | None:
+    """Add ``rel`` to the .gitignore of its directory; return that .gitignore if changed."""
+    parent, name = os.path.split(rel)
+    ignore_rel = os.path.join(parent, ".gitignore") if parent else ".gitignore"
+    path = os.path.join(root, ignore_rel)
+    line = gitignore_pattern(name)
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8", "surrogateescape")
+    except FileNotFoundError:
+        text = ""
+    if line in text.splitlines():
+        return None
+    if text and not text.endswith("\n"):
+        text += "\n"
+    fsutil.atomic_write(path, (text + line + "\n").encode("utf-8", "surrogateescape"))
+    return ignore_rel

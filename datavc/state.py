@@ -1,0 +1,104 @@
+"""The stat cache: ``.datavc/state/stat`` maps a work-tree path to the stat it had when it
+was hashed and the id it hashed to, so unchanged files are never hashed again.
+
+An entry is used only while (dev, inode, size, mtime_ns, ctime_ns) all match. Git's racy-clean
+rule: a file whose mtime is not safely older than the moment hashing began is not recorded,
+because a later write in the same timestamp tick would leave its stat unchanged. The file is
+only a cache: when it is unreadable or of an unknown version it is discarded, never trusted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import msgpack
+
+from . import fsutil
+from .objects import StatKey
+
+VERSION = 1
+FINE_WINDOW_NS = 100_000_000  # > one kernel timestamp tick on nanosecond file systems
+COARSE_WINDOW_NS = 2_000_000_000  # FAT-style 2 s timestamps
+
+
+def racy_window(mtime_ns: int) -> int:
+    """How old an mtime must be to be trusted; whole-millisecond stamps suggest a coarse fs."""
+    return COARSE_WINDOW_NS if mtime_ns % 1_000_000 == 0 else FINE_WINDOW_NS
+
+
+class StatCache:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._entries: dict[str, tuple[StatKey, bytes]] = {}
+        self._dirty = False
+
+    @classmethod
+    def load(cls, path: str) -> StatCache:
+        cache = cls(path)
+        try:
+            with open(path, "rb") as f:
+                doc = msgpack.unpackb(f.read(), raw=False, strict_map_key=False)
+            if doc.get("v") != VERSION:
+                raise ValueError("unknown version")
+            for key, row in doc["entries"].items():
+                cache._entries[os.fsdecode(key)] = (StatKey(*row[:5]), row[5])
+        except FileNotFoundError:
+            pass
+        except Exception:  # a cache may be dropped, never trusted: start afresh
+            print(f"datavc: warning: ignoring unreadable stat cache {path}", file=sys.stderr)
+            cache._entries.clear()
+            cache._dirty = True
+        return cache
+
+    def get(self, rel: str, key: StatKey) -> bytes | None:
+        hit = self._entries.get(rel)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        return None
+
+    def put(self, rel: str, key: StatKey, digest: bytes, started_ns: int) -> None:
+        """Remember ``digest`` for ``rel`` unless the file is racily new."""
+        if key.mtime_ns >= started_ns - racy_window(key.mtime_ns):
+            if self._entries.pop(rel, None) is not None:
+                self._dirty = True
+            return
+        if self._entries.get(rel) != (key, digest):
+            self._entries[rel] = (key, digest)
+            self._dirty = True
+
+    def put_written(self, rel: str, key: StatKey, digest: bytes) -> None:
+        """Remember a file datavc itself just wrote with known content.
+
+        As in git, a write by another process in the same timestamp tick right after
+        datavc's own write cannot be told apart; any later write changes the stat.
+        """
+        self._entries[rel] = (key, digest)
+        self._dirty = True
+
+    def forget(self, rel: str) -> None:
+        if self._entries.pop(rel, None) is not None:
+            self._dirty = True
+
+    def retain_under(self, prefix: str, keep: set[str]) -> None:
+        """Drop entries below ``prefix`` (a path or directory) that are not in ``keep``."""
+        pre = prefix + "/"
+        stale = [p for p in self._entries if (p == prefix or p.startswith(pre)) and p not in keep]
+        for p in stale:
+            del self._entries[p]
+        self._dirty = self._dirty or bool(stale)
+
+    def save(self) -> None:
+        if not self._dirty:
+            return
+        doc = {"v": VERSION, "entries": {
+            os.fsencode(p): [*key, digest] for p, (key, digest) in self._entries.items()
+        }}
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        fsutil.atomic_write(self.path, msgpack.packb(doc, use_bin_type=True), hook="state")
+        self._dirty = False
+
+
+def now_ns() -> int:
+    return time.time_ns()

@@ -1,0 +1,211 @@
+"""In-memory Merkle trees of tracked data: scanning the workspace into one, hashing what the
+stat cache does not know, computing listing ids bottom-up, loading one back from the store.
+
+A tree is made of :class:`DirNode` and :class:`FileNode`; ids are raw 16-byte digests here,
+the hot path of a 100k-file status, and :class:`~datavc.hashing.Oid` at the API boundary.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import xxhash
+
+from . import listing
+from .errors import DatavcError, InvalidInputError, from_oserror
+from .fsutil import TMP_MARK
+from .hashing import Oid
+from .objects import ObjectStore, StatKey, Stored
+from .parallel import hash_files
+from .paths import find_collisions, is_reserved
+from .state import StatCache
+
+
+@dataclass(slots=True)
+class FileNode:
+    digest: bytes
+    size: int
+    executable: bool = False
+
+    @property
+    def mode(self) -> int:
+        return 0o755 if self.executable else 0o644
+
+
+@dataclass(slots=True)
+class DirNode:
+    children: dict[str, FileNode | DirNode] = field(default_factory=dict)
+    digest: bytes = b""
+    size: int = 0
+    nfiles: int = 0
+
+
+Node = FileNode | DirNode
+
+
+@dataclass(slots=True)
+class Scan:
+    """A scanned workspace path: its tree, the files still to hash, what was skipped."""
+
+    root: Node | None
+    todo: list[tuple[str, str, FileNode]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+
+
+def scan(root: str, rel: str, state: StatCache, cache_objects: str) -> Scan:
+    """Scan work-tree path ``rel`` (file or directory) below ``root``, using the stat cache."""
+    out = Scan(None)
+    path = os.path.join(root, rel)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return out
+    except OSError as exc:
+        raise from_oserror(exc, rel, "read") from exc
+    if stat.S_ISDIR(st.st_mode):
+        out.root = _scan_dir(path, rel, out, state, cache_objects)
+    else:
+        out.root = _scan_file(path, rel, st, out, state, cache_objects)
+    return out
+
+
+def _scan_dir(path: str, rel: str, out: Scan, state: StatCache, objs: str) -> DirNode:
+    node = DirNode()
+    try:
+        entries = list(os.scandir(path))
+    except OSError as exc:
+        raise from_oserror(exc, rel, "list directory") from exc
+    for entry in entries:
+        name = entry.name
+        if name.startswith(TMP_MARK):
+            continue
+        child_rel = f"{rel}/{name}"
+        if is_reserved(name) or "\\" in name:
+            out.skipped.append((child_rel, "reserved or unportable name"))
+        elif entry.is_dir(follow_symlinks=False):
+            node.children[name] = _scan_dir(entry.path, child_rel, out, state, objs)
+        else:
+            st = entry.stat(follow_symlinks=False)
+            child = _scan_file(entry.path, child_rel, st, out, state, objs)
+            if child is not None:
+                node.children[name] = child
+    return node
+
+
+def _scan_file(path: str, rel: str, st: os.stat_result, out: Scan, state: StatCache,
+               objs: str) -> FileNode | None:
+    if stat.S_ISLNK(st.st_mode):
+        return _cache_link(path, rel, out, objs)
+    if not stat.S_ISREG(st.st_mode):
+        out.skipped.append((rel, "not a regular file"))
+        return None
+    node = FileNode(b"", st.st_size, bool(st.st_mode & 0o100))
+    out.seen.add(rel)
+    digest = state.get(rel, StatKey.of(st))
+    if digest is None:
+        out.todo.append((rel, path, node))
+    else:
+        node.digest = digest
+    return node
+
+
+def _cache_link(path: str, rel: str, out: Scan, objs: str) -> FileNode | None:
+    """A symlink made by the ``symlink`` cache type stands for the object it points to."""
+    target = os.readlink(path)
+    parent, name = os.path.split(target)
+    if os.path.dirname(parent) == objs and len(name) == 30:
+        try:
+            digest = bytes.fromhex(os.path.basename(parent) + name)
+            return FileNode(digest, os.stat(target).st_size)
+        except (ValueError, OSError):
+            pass
+    out.skipped.append((rel, "symlink"))
+    return None
+
+
+def resolve(scan_: Scan, *, store: ObjectStore | None, state: StatCache, started_ns: int,
+            jobs: int, progress: Callable[[int, int], None] | None = None) -> None:
+    """Hash the files the stat cache did not know (copying them into ``store`` if given)."""
+    if not scan_.todo:
+        return
+    paths = [abs_path for _, abs_path, _ in scan_.todo]
+    results: list[Stored] = hash_files(paths, store=store, jobs=jobs, progress=progress)
+    for (rel, _, node), res in zip(scan_.todo, results, strict=True):
+        node.digest, node.size, node.executable = res.digest, res.size, res.executable
+        state.put(rel, res.stat, res.digest, started_ns)
+    scan_.todo.clear()
+
+
+def finish(node: Node, *, store: ObjectStore | None, where: str) -> None:
+    """Compute listing ids bottom-up (writing listings to ``store`` if given)."""
+    if isinstance(node, FileNode):
+        return
+    rows = []
+    size = nfiles = 0
+    clashes = find_collisions(list(node.children))
+    if clashes:
+        a, b = clashes[0]
+        raise InvalidInputError(
+            f"'{where}/{a}' and '{where}/{b}' differ only in case or Unicode normalisation",
+            hint="rename one of them: they would overwrite each other on macOS and Windows")
+    for name, child in node.children.items():
+        if isinstance(child, DirNode):
+            finish(child, store=store, where=f"{where}/{name}")
+            rows.append([os.fsencode(name), listing.DIR, child.digest, child.size, 0o755,
+                         child.nfiles])
+            nfiles += child.nfiles
+        else:
+            rows.append([os.fsencode(name), listing.FILE, child.digest, child.size, child.mode,
+                         1])
+            nfiles += 1
+        size += child.size
+    rows.sort()
+    data = listing.encode(rows)
+    node.digest = store.add_bytes(data).digest if store else xxhash.xxh3_128_digest(data)
+    node.size, node.nfiles = size, nfiles
+
+
+def load(store: ObjectStore, digest: bytes, *, kind: str, size: int = 0) -> Node:
+    """Read a whole stored tree back from its listings (each one verified and validated)."""
+    if kind == listing.FILE:
+        return FileNode(digest, size)
+    node = DirNode(digest=digest)
+    oid = Oid(digest)
+    for e in listing.decode(store.read_bytes(oid), where=str(oid)):
+        if e.kind == listing.DIR:
+            node.children[e.name] = load(store, e.oid.digest, kind=listing.DIR)
+        else:
+            node.children[e.name] = FileNode(e.oid.digest, e.size, e.mode == 0o755)
+        node.size += e.size
+        node.nfiles += e.nfiles
+    return node
+
+
+def walk_files(node: Node, prefix: str) -> Iterator[tuple[str, FileNode]]:
+    """Every file below ``node`` as (path, node), the path starting with ``prefix``."""
+    if isinstance(node, FileNode):
+        yield prefix, node
+        return
+    for name, child in node.children.items():
+        yield from walk_files(child, f"{prefix}/{name}")
+
+
+def walk_dirs(node: Node, prefix: str) -> Iterator[tuple[str, DirNode]]:
+    if isinstance(node, DirNode):
+        yield prefix, node
+        for name, child in node.children.items():
+            yield from walk_dirs(child, f"{prefix}/{name}")
+
+
+def root_kind(node: Node) -> str:
+    return listing.DIR if isinstance(node, DirNode) else listing.FILE
+
+
+def require(node: Node | None, rel: str) -> Node:
+    if node is None:
+        raise DatavcError(f"'{rel}' does not exist", hint="check the path")
+    return node

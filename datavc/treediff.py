@@ -1,0 +1,91 @@
+"""File-level differences between a stored tree (read lazily from listings) and another tree.
+
+Subtrees whose ids are equal are skipped without reading them, so the cost follows the size
+of the change, not the size of the dataset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from . import listing
+from .hashing import Oid
+from .objects import ObjectStore
+from .tree import DirNode, FileNode, Node
+
+ChangeKind = Literal["added", "modified", "deleted"]
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A stored node: what a listing entry or pointer says about one path."""
+
+    kind: str
+    digest: bytes
+    size: int = 0
+    executable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    path: str
+    change: ChangeKind
+    old: Oid | None
+    new: Oid | None
+    old_size: int | None = None
+    new_size: int | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"path": self.path, "change": self.change,
+                "old": str(self.old) if self.old else None,
+                "new": str(self.new) if self.new else None,
+                "old_size": self.old_size, "new_size": self.new_size}
+
+
+def children(store: ObjectStore, ref: Ref) -> dict[str, Ref]:
+    oid = Oid(ref.digest)
+    return {e.name: Ref(e.kind, e.oid.digest, e.size, e.mode == 0o755)
+            for e in listing.decode(store.read_bytes(oid), where=str(oid))}
+
+
+def diff(store: ObjectStore, rel: str, old: Ref | None, new: Node | None) -> Iterator[Change]:
+    """Changes that turn stored ``old`` into workspace ``new`` at path ``rel``."""
+    if old is None and new is None:
+        return
+    if old is None:
+        yield from _all(rel, new, "added")
+    elif new is None:
+        yield from _all_stored(store, rel, old, "deleted")
+    elif old.kind == listing.FILE and isinstance(new, FileNode):
+        if old.digest != new.digest or old.executable != new.executable:
+            yield Change(rel, "modified", Oid(old.digest), Oid(new.digest), old.size, new.size)
+    elif old.kind == listing.DIR and isinstance(new, DirNode):
+        if old.digest != new.digest:
+            yield from _diff_dirs(store, rel, old, new)
+    else:
+        yield from _all_stored(store, rel, old, "deleted")
+        yield from _all(rel, new, "added")
+
+
+def _diff_dirs(store: ObjectStore, rel: str, old: Ref, new: DirNode) -> Iterator[Change]:
+    olds = children(store, old)
+    for name in sorted(olds.keys() | new.children.keys()):
+        yield from diff(store, f"{rel}/{name}", olds.get(name), new.children.get(name))
+
+
+def _all(rel: str, node: Node | None, change: ChangeKind) -> Iterator[Change]:
+    if isinstance(node, FileNode):
+        yield Change(rel, change, None, Oid(node.digest), None, node.size)
+    elif isinstance(node, DirNode):
+        for name in sorted(node.children):
+            yield from _all(f"{rel}/{name}", node.children[name], change)
+
+
+def _all_stored(store: ObjectStore, rel: str, ref: Ref, change: ChangeKind) -> Iterator[Change]:
+    if ref.kind == listing.FILE:
+        yield Change(rel, change, Oid(ref.digest), None, ref.size, None)
+        return
+    for name, child in sorted(children(store, ref).items()):
+        yield from _all_stored(store, f"{rel}/{name}", child, change)

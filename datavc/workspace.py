@@ -1,0 +1,195 @@
+"""Checkout: make a workspace path match a stored tree without ever losing data.
+
+First a plan compares the wanted tree with the scanned workspace: what to write, delete and
+create, which files are not safely in the cache (conflicts) and which wanted objects are
+absent. Nothing is touched while there are conflicts, unless forced. Then the plan runs with
+directory fds opened without following symlinks, replacing files by rename, never deleting a
+file before its replacement is ready.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import fsutil
+from .errors import CheckoutConflictError, from_oserror
+from .links import Linker
+from .objects import ObjectStore, StatKey
+from .state import StatCache
+from .tree import DirNode, FileNode, Node, walk_dirs, walk_files
+
+
+@dataclass
+class Plan:
+    writes: list[tuple[str, FileNode]] = field(default_factory=list)
+    deletes: list[str] = field(default_factory=list)
+    rmdirs: list[str] = field(default_factory=list)
+    mkdirs: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
+def make_plan(rel: str, want: Node, have: Node | None, *, present: set[bytes],
+              skipped: set[str], check_mode: bool) -> Plan:
+    plan = _Planner(present, skipped, check_mode)
+    plan.compare(rel, want, have)
+    return plan.out
+
+
+class _Planner:
+    def __init__(self, present: set[bytes], skipped: set[str], check_mode: bool) -> None:
+        self.present, self.skipped, self.check_mode = present, skipped, check_mode
+        self.out = Plan()
+
+    def compare(self, rel: str, want: Node, have: Node | None) -> None:
+        if isinstance(want, FileNode):
+            self._want_file(rel, want, have)
+        else:
+            self._want_dir(rel, want, have)
+
+    def _want_file(self, rel: str, want: FileNode, have: Node | None) -> None:
+        if want.digest not in self.present:
+            if not _same(want, have, self.check_mode):
+                self.out.missing.append(rel)
+            return
+        if isinstance(have, FileNode):
+            if _same(want, have, self.check_mode):
+                return
+            if have.digest not in self.present:
+                self.out.conflicts.append(rel)
+        elif isinstance(have, DirNode):
+            self._remove(rel, have)
+        elif rel in self.skipped:
+            self.out.conflicts.append(rel)
+        self.out.writes.append((rel, want))
+
+    def _want_dir(self, rel: str, want: DirNode, have: Node | None) -> None:
+        if isinstance(have, FileNode) or (have is None and rel in self.skipped):
+            self._remove(rel, have)
+            have = None
+        if have is None:
+            self.out.mkdirs.append(rel)
+        assert have is None or isinstance(have, DirNode)
+        have_children = have.children if have is not None else {}
+        for name, child in want.children.items():
+            self.compare(f"{rel}/{name}", child, have_children.get(name))
+        for name, child in have_children.items():
+            if name not in want.children:
+                self._remove(f"{rel}/{name}", child)
+        for path in self.skipped:
+            if os.path.dirname(path) == rel and os.path.basename(path) not in want.children:
+                self.out.conflicts.append(path)
+
+    def _remove(self, rel: str, have: Node | None) -> None:
+        if have is None:
+            self.out.conflicts.append(rel)  # something datavc cannot read stands there
+            return
+        for path, node in walk_files(have, rel):
+            if node.digest not in self.present:
+                self.out.conflicts.append(path)
+            self.out.deletes.append(path)
+        dirs = [path for path, _ in walk_dirs(have, rel)]
+        self.out.rmdirs.extend(reversed(dirs))
+        prefix = rel + "/"
+        self.out.conflicts.extend(p for p in self.skipped if p.startswith(prefix))
+
+
+def _same(want: FileNode, have: Node | None, check_mode: bool) -> bool:
+    if not isinstance(have, FileNode) or have.digest != want.digest:
+        return False
+    return not check_mode or have.executable == want.executable
+
+
+def refuse_conflicts(plan: Plan) -> None:
+    if not plan.conflicts:
+        return
+    paths = sorted(set(plan.conflicts))
+    shown = "\n".join(f"  {p}" for p in paths[:20])
+    more = f"\n  ... and {len(paths) - 20} more" if len(paths) > 20 else ""
+    raise CheckoutConflictError(
+        f"checkout would overwrite or delete {len(paths)} file(s) whose content is not in the "
+        f"cache:\n{shown}{more}",
+        paths=paths,
+        hint="`datavc add`/`datavc commit` them first to keep them, or use --force to discard")
+
+
+@dataclass
+class Executor:
+    root_fd: int
+    store: ObjectStore
+    linker: Linker
+    state: StatCache
+    progress: Callable[[int, int], None] | None = None
+
+    def run(self, plan: Plan) -> None:
+        for rel in plan.deletes:
+            self._unlink(rel)
+        for rel in plan.rmdirs:
+            self._rmdir(rel)
+        for rel in plan.mkdirs:
+            with fsutil.open_dir(self.root_fd, _parts(rel), create=True):
+                pass
+        by_dir: dict[str, list[tuple[str, FileNode]]] = {}
+        for rel, node in plan.writes:
+            by_dir.setdefault(os.path.dirname(rel), []).append((rel, node))
+        for parent, items in by_dir.items():
+            self._write_dir(parent, items)
+
+    def _write_dir(self, parent: str, items: list[tuple[str, FileNode]]) -> None:
+        try:
+            with fsutil.open_dir(self.root_fd, _parts(parent), create=True) as dfd:
+                for rel, node in items:
+                    name = os.path.basename(rel)
+                    if _is_dir(dfd, name):
+                        _rmtree(dfd, name)
+                    st = self.linker.place(node.digest, dfd, name, executable=node.executable)
+                    self.state.put_written(rel, StatKey.of(st), node.digest)
+                    if self.progress:
+                        self.progress(1, node.size)
+        except OSError as exc:
+            raise from_oserror(exc, parent or ".", "write into") from exc
+
+    def _unlink(self, rel: str) -> None:
+        parent, name = os.path.split(rel)
+        with contextlib.suppress(FileNotFoundError), \
+                fsutil.open_dir(self.root_fd, _parts(parent), create=False) as dfd:
+            os.unlink(name, dir_fd=dfd)
+        self.state.forget(rel)
+
+    def _rmdir(self, rel: str) -> None:
+        parent, name = os.path.split(rel)
+        with contextlib.suppress(FileNotFoundError), \
+                fsutil.open_dir(self.root_fd, _parts(parent), create=False) as dfd:
+            _rmtree(dfd, name)
+
+
+def _parts(rel: str) -> list[str]:
+    return [p for p in rel.split("/") if p]
+
+
+def _is_dir(dfd: int, name: str) -> bool:
+    try:
+        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return (st.st_mode & 0o170000) == 0o040000
+
+
+def _rmtree(parent_fd: int, name: str) -> None:
+    """Remove directory ``name`` below ``parent_fd`` without following symlinks.
+
+    Only reached for trees whose every file the plan found safe (or --force allowed).
+    """
+    fd = os.open(name, fsutil.O_DIR, dir_fd=parent_fd)
+    try:
+        for entry in os.scandir(fd):
+            if entry.is_dir(follow_symlinks=False):
+                _rmtree(fd, entry.name)
+            else:
+                os.unlink(entry.name, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=parent_fd)
