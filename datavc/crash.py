@@ -22,6 +22,7 @@ POINTS = (
     "manifest-written",  # a pointer manifest was renamed into place
     "workspace-tmp-written",  # a checkout temp file is written, not yet renamed over the target
     "workspace-replaced",  # a checkout target was replaced
+    "state-tmp-written",  # the stat cache temp file is written, not yet renamed
     "state-written",  # the stat cache was saved
 )
 

@@ -70,16 +70,27 @@ class ObjectStore:
         return os.path.isfile(self.path(oid))
 
     def present(self, oids: Iterable[Oid]) -> set[Oid]:
-        """The subset of ``oids`` in the store; lists fan-out directories when asked many."""
-        wanted = set(oids)
-        if len(wanted) < 4096:
-            return {oid for oid in wanted if self.has(oid)}
-        found: set[Oid] = set()
-        for prefix in {oid.hex[:FANOUT] for oid in wanted}:
+        """The subset of ``oids`` in the store."""
+        wanted = {oid.digest: oid for oid in oids}
+        return {wanted[d] for d in self.present_digests(set(wanted))}
+
+    def present_digests(self, digests: set[bytes]) -> set[bytes]:
+        """The subset of raw ``digests`` in the store; lists fan-out dirs when asked many."""
+        if len(digests) < 4096:
+            return {d for d in digests if os.path.isfile(object_path(self.objects_dir, d))}
+        names: set[str] = set()
+        for prefix in {d[:1].hex() for d in digests}:
             with contextlib.suppress(FileNotFoundError):
-                names = os.listdir(os.path.join(self.objects_dir, prefix))
-                found.update(Oid(bytes.fromhex(prefix + n)) for n in names if len(n) == 30)
-        return wanted & found
+                names.update(prefix + n for n in os.listdir(os.path.join(self.objects_dir,
+                                                                           prefix)))
+        return {d for d in digests if d.hex() in names}
+
+    def clear_tmp(self) -> None:
+        """Remove temp files of dead writers; only call with the repository lock held."""
+        with contextlib.suppress(FileNotFoundError):
+            for name in os.listdir(self.tmp_dir):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self.tmp_dir, name))
 
     def iter_oids(self) -> Iterable[Oid]:
         for prefix in sorted(os.listdir(self.objects_dir)):

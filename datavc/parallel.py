@@ -1,21 +1,27 @@
-"""Hashing many files in worker processes.
+"""Running per-file work in worker processes.
 
-Per-file Python work holds the GIL, so small-file hashing scales with processes, not
-threads. Work is sent in chunks of paths to a fork-started pool; results come back in
-order. Few or small inputs are hashed in this process: a pool costs more than it saves.
+Per-file Python work holds the GIL, so small-file hashing and checkout scale with
+processes, not threads. Work is sent as chunks to a fork-started pool; results come back in
+order. Few or small inputs stay in this process: a pool costs more than it saves there.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
 
+from .errors import DatavcError
 from .objects import ObjectStore, Stored, store_file
 
 MIN_FILES_FOR_POOL = 512
 MIN_BYTES_FOR_POOL = 256 << 20
+T = TypeVar("T")
+Progress = Callable[[int, int], None]
 
 
 def default_jobs() -> int:
@@ -25,33 +31,61 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def hash_files(paths: list[str], *, store: ObjectStore | None, jobs: int,
-               progress: Callable[[int, int], None] | None = None) -> list[Stored]:
-    """Hash (and with ``store``, store) each path; results in the order of ``paths``."""
-    objects_dir = store.objects_dir if store else ""
-    tmp_dir = store.tmp_dir if store else None
-    if jobs <= 1 or not _worth_a_pool(paths):
-        return _serial(paths, objects_dir, tmp_dir, progress)
-    chunk = max(16, min(1024, len(paths) // (jobs * 8) or 1))
-    chunks = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
+def run_chunks(fn: Callable[..., list[T]], chunks: Sequence[tuple[Any, ...]], *, jobs: int,
+               pool: bool, measure: Callable[[list[T]], tuple[int, int]],
+               progress: Progress | None = None) -> list[T]:
+    """``fn(*chunk)`` for every chunk, in worker processes when ``pool``; results in order."""
+    results: list[T] = []
+    if not pool or jobs <= 1 or len(chunks) < 2:
+        for chunk in chunks:
+            part = fn(*chunk)
+            results.extend(part)
+            if progress:
+                progress(*measure(part))
+        return results
     ctx = multiprocessing.get_context("fork")
-    results: list[Stored] = []
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        futures = [pool.submit(_hash_chunk, c, objects_dir, tmp_dir) for c in chunks]
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx,
+                             initializer=_worker_signals) as executor:
+        futures = [executor.submit(fn, *chunk) for chunk in chunks]
         try:
             for fut in futures:
                 part = fut.result()
                 results.extend(part)
                 if progress:
-                    progress(len(part), sum(r.size for r in part))
+                    progress(*measure(part))
+        except BrokenProcessPool:
+            raise DatavcError("a worker process died unexpectedly (out of memory or killed?)",
+                              hint="run the command again; `-j 1` / cache.jobs = 1 uses less "
+                                   "memory") from None
         except BaseException:
-            for fut in futures:
-                fut.cancel()
+            executor.shutdown(wait=False, cancel_futures=True)
             raise
     return results
 
 
-def _worth_a_pool(paths: list[str]) -> bool:
+def _worker_signals() -> None:
+    """Workers leave Ctrl-C to the parent, which cancels the rest and exits 130."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def split(items: Sequence[T], jobs: int, *, most: int = 1024) -> list[Sequence[T]]:
+    size = max(16, min(most, len(items) // (jobs * 8) or 1))
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def hash_files(paths: list[str], *, store: ObjectStore | None, jobs: int,
+               progress: Progress | None = None) -> list[Stored]:
+    """Hash (and with ``store``, store) each path; results in the order of ``paths``."""
+    objects_dir = store.objects_dir if store else ""
+    tmp_dir = store.tmp_dir if store else None
+    chunks = [(list(c), objects_dir, tmp_dir) for c in split(paths, jobs)]
+    return run_chunks(_hash_chunk, chunks, jobs=jobs, pool=worth_a_pool(paths),
+                      measure=lambda part: (len(part), sum(r.size for r in part)),
+                      progress=progress)
+
+
+def worth_a_pool(paths: list[str]) -> bool:
     if len(paths) >= MIN_FILES_FOR_POOL:
         return True
     if len(paths) < 2:
@@ -63,17 +97,6 @@ def _worth_a_pool(paths: list[str]) -> bool:
         except OSError:
             return False
     return total >= MIN_BYTES_FOR_POOL
-
-
-def _serial(paths: list[str], objects_dir: str, tmp_dir: str | None,
-            progress: Callable[[int, int], None] | None) -> list[Stored]:
-    out = []
-    for p in paths:
-        res = store_file(p, objects_dir, tmp_dir)
-        out.append(res)
-        if progress:
-            progress(1, res.size)
-    return out
 
 
 def _hash_chunk(paths: list[str], objects_dir: str, tmp_dir: str | None) -> list[Stored]:

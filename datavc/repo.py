@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
 from . import config as config_mod
@@ -22,7 +22,7 @@ from .errors import (
     from_oserror,
 )
 from .hashing import Oid, hash_file
-from .links import Linker
+from .links import reflink_works
 from .lock import repo_lock
 from .manifest import Pointer
 from .objects import ObjectStore
@@ -64,10 +64,12 @@ class TargetStatus:
     pointer: str
     state: str
     changes: list[Change] = field(default_factory=list)
+    not_in_cache: int | None = None  # files of the manifest whose object is not cached
 
     def to_dict(self) -> dict[str, object]:
         return {"path": self.path, "pointer": self.pointer, "state": self.state,
-                "changes": [c.to_dict() for c in self.changes]}
+                "changes": [c.to_dict() for c in self.changes],
+                "not_in_cache": self.not_in_cache}
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,16 @@ class Repo:
     @contextmanager
     def _locked(self, what: str) -> Iterator[None]:
         with repo_lock(os.path.join(self.dir, "tmp", "lock"), what=what):
+            self.store.clear_tmp()
             yield
+
+    def _scan(self, rel: str, state: StatCache, *, locked: bool) -> tree.Scan:
+        scan = tree.scan(self.root, rel, state, self.store.objects_dir)
+        if locked:
+            for path in scan.litter:
+                with suppress(OSError):
+                    os.unlink(path)
+        return scan
 
     def _state(self) -> StatCache:
         return StatCache.load(os.path.join(self.dir, "state", "stat"))
@@ -239,8 +250,12 @@ class Repo:
         return results
 
     def _check_addable(self, rel: str, all_rels: list[str]) -> None:
-        if not os.path.lexists(os.path.join(self.root, rel)):
+        path = os.path.join(self.root, rel)
+        if not os.path.lexists(path):
             raise DatavcError(f"'{rel}' does not exist", hint="check the path")
+        if os.path.islink(path):
+            raise UnsafePathError(f"'{rel}' is a symlink; datavc tracks files and directories",
+                                  hint="add the path it points to, inside the work tree")
         git = self.git_or_none
         if git is not None:
             tracked = git.tracked_under(rel)
@@ -257,7 +272,7 @@ class Repo:
     def _record(self, rel: str, state: StatCache) -> AddResult:
         """Store the workspace content of ``rel`` and point its manifest at it."""
         started = now_ns()
-        scan = tree.scan(self.root, rel, state, self.store.objects_dir)
+        scan = self._scan(rel, state, locked=True)
         root = tree.require(scan.root, rel)
         hashed = len(scan.todo)
         for path, reason in scan.skipped:
@@ -277,9 +292,9 @@ class Repo:
     def _ensure_objects(self, rel: str, root: tree.Node) -> None:
         """Files known from the stat cache must still have their object: re-store if not."""
         files = list(tree.walk_files(root, rel))
-        present = self.store.present(Oid(n.digest) for _, n in files)
+        present = self.store.present_digests({n.digest for _, n in files})
         for path, node in files:
-            if Oid(node.digest) not in present:
+            if node.digest not in present:
                 stored = self.store.add_file(os.path.join(self.root, path))
                 node.digest, node.size = stored.digest, stored.size
 
@@ -311,11 +326,21 @@ class Repo:
 
     def _relink(self, rel: str, root: tree.Node, state: StatCache) -> None:
         """With link-type caches, replace workspace copies by links to the cache."""
-        if self.config.link_types[0] == "copy":
+        if self._workspace_link_type(rel, root) == "copy":
             return
         digests = {n.digest for _, n in tree.walk_files(root, rel)}
         self._execute(make_plan(rel, root, None, present=digests, skipped=set(),
                                 check_mode=False), state)
+
+    def _workspace_link_type(self, rel: str, root: tree.Node) -> str:
+        """The strategy checkout would use here: reflink only counts where it works."""
+        for kind in self.config.link_types:
+            if kind != "reflink":
+                return kind
+            sample = next(tree.walk_files(root, rel), None)
+            if sample and reflink_works(self.store.path(Oid(sample[1].digest)), self.root):
+                return kind
+        return "copy"
 
     # ----------------------------------------------------------- checkout
 
@@ -336,12 +361,12 @@ class Repo:
         pointer = self.read_pointer(rel)
         want = self._load_tree(rel, pointer)
         started = now_ns()
-        scan = tree.scan(self.root, rel, state, self.store.objects_dir)
+        scan = self._scan(rel, state, locked=True)
         tree.resolve(scan, store=None, state=state, started_ns=started, jobs=self.jobs)
         digests = {n.digest for _, n in tree.walk_files(want, rel)}
         if scan.root is not None:
             digests |= {n.digest for _, n in tree.walk_files(scan.root, rel)}
-        present = {o.digest for o in self.store.present(Oid(d) for d in digests)}
+        present = self.store.present_digests(digests)
         plan = make_plan(rel, want, scan.root, present=present,
                          skipped={p for p, _ in scan.skipped},
                          check_mode=self.config.link_types[0] in ("copy", "reflink"))
@@ -372,9 +397,8 @@ class Repo:
     def _execute(self, plan: Plan, state: StatCache | None = None) -> None:
         root_fd = os.open(self.root, fsutil.O_DIR)
         try:
-            linker = Linker(self.store.objects_dir, self.config.link_types)
-            Executor(root_fd, self.store, linker, state or StatCache(""),
-                     self.reporter.advance).run(plan)
+            Executor(self.root, root_fd, self.store, self.config.link_types,
+                     state or StatCache(""), self.jobs, self.reporter.advance).run(plan)
         finally:
             os.close(root_fd)
 
@@ -392,13 +416,16 @@ class Repo:
         pointer = self.read_pointer(rel)
         pointer_rel = manifest.pointer_path(rel)
         started = now_ns()
-        scan = tree.scan(self.root, rel, state, self.store.objects_dir)
+        scan = self._scan(rel, state, locked=False)
         if scan.root is None:
             return TargetStatus(rel, pointer_rel, "deleted")
         tree.resolve(scan, store=None, state=state, started_ns=started, jobs=self.jobs)
         tree.finish(scan.root, store=None, where=rel)
         if scan.root.digest == pointer.oid.digest and tree.root_kind(scan.root) == pointer.kind:
-            return TargetStatus(rel, pointer_rel, "clean")
+            files = [n.digest for _, n in tree.walk_files(scan.root, rel)]
+            present = self.store.present_digests(set(files))
+            missing = sum(1 for d in files if d not in present)
+            return TargetStatus(rel, pointer_rel, "clean", not_in_cache=missing)
         old = Ref(pointer.kind, pointer.oid.digest, pointer.size)
         try:
             changes = list(diff(self.store, rel, old, scan.root))

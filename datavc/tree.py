@@ -54,6 +54,7 @@ class Scan:
     todo: list[tuple[str, str, FileNode]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
+    litter: list[str] = field(default_factory=list)  # temp files of interrupted writers
 
 
 def scan(root: str, rel: str, state: StatCache, cache_objects: str) -> Scan:
@@ -82,6 +83,7 @@ def _scan_dir(path: str, rel: str, out: Scan, state: StatCache, objs: str) -> Di
     for entry in entries:
         name = entry.name
         if name.startswith(TMP_MARK):
+            out.litter.append(entry.path)
             continue
         child_rel = f"{rel}/{name}"
         if is_reserved(name) or "\\" in name:

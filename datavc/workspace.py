@@ -18,6 +18,7 @@ from . import fsutil
 from .errors import CheckoutConflictError, from_oserror
 from .links import Linker
 from .objects import ObjectStore, StatKey
+from .parallel import MIN_FILES_FOR_POOL, run_chunks, split
 from .state import StatCache
 from .tree import DirNode, FileNode, Node, walk_dirs, walk_files
 
@@ -116,12 +117,20 @@ def refuse_conflicts(plan: Plan) -> None:
         hint="`datavc add`/`datavc commit` them first to keep them, or use --force to discard")
 
 
+Written = tuple[str, StatKey, bytes, int]
+
+
 @dataclass
 class Executor:
+    """Runs a plan: deletions first, then directories, then writes (in worker processes
+    when there are many), recording every written file in the stat cache."""
+
+    root: str
     root_fd: int
     store: ObjectStore
-    linker: Linker
+    link_types: tuple[str, ...]
     state: StatCache
+    jobs: int = 1
     progress: Callable[[int, int], None] | None = None
 
     def run(self, plan: Plan) -> None:
@@ -135,22 +144,15 @@ class Executor:
         by_dir: dict[str, list[tuple[str, FileNode]]] = {}
         for rel, node in plan.writes:
             by_dir.setdefault(os.path.dirname(rel), []).append((rel, node))
-        for parent, items in by_dir.items():
-            self._write_dir(parent, items)
-
-    def _write_dir(self, parent: str, items: list[tuple[str, FileNode]]) -> None:
-        try:
-            with fsutil.open_dir(self.root_fd, _parts(parent), create=True) as dfd:
-                for rel, node in items:
-                    name = os.path.basename(rel)
-                    if _is_dir(dfd, name):
-                        _rmtree(dfd, name)
-                    st = self.linker.place(node.digest, dfd, name, executable=node.executable)
-                    self.state.put_written(rel, StatKey.of(st), node.digest)
-                    if self.progress:
-                        self.progress(1, node.size)
-        except OSError as exc:
-            raise from_oserror(exc, parent or ".", "write into") from exc
+        chunks = [(self.root, self.store.objects_dir, self.link_types, parent, list(part))
+                  for parent, items in by_dir.items()
+                  for part in split(items, self.jobs, most=512)]
+        written = run_chunks(write_group, chunks, jobs=self.jobs,
+                             pool=len(plan.writes) >= MIN_FILES_FOR_POOL,
+                             measure=lambda part: (len(part), sum(w[3] for w in part)),
+                             progress=self.progress)
+        for rel, key, digest, _ in written:
+            self.state.put_written(rel, key, digest)
 
     def _unlink(self, rel: str) -> None:
         parent, name = os.path.split(rel)
@@ -164,6 +166,27 @@ class Executor:
         with contextlib.suppress(FileNotFoundError), \
                 fsutil.open_dir(self.root_fd, _parts(parent), create=False) as dfd:
             _rmtree(dfd, name)
+
+
+def write_group(root: str, objects_dir: str, link_types: tuple[str, ...], parent: str,
+                items: list[tuple[str, FileNode]]) -> list[Written]:
+    """Place ``items`` (all in directory ``parent``); may run in a worker process."""
+    linker = Linker(objects_dir, link_types)
+    out: list[Written] = []
+    root_fd = os.open(root, fsutil.O_DIR)
+    try:
+        with fsutil.open_dir(root_fd, _parts(parent), create=True) as dfd:
+            for rel, node in items:
+                name = os.path.basename(rel)
+                if _is_dir(dfd, name):
+                    _rmtree(dfd, name)
+                st = linker.place(node.digest, dfd, name, executable=node.executable)
+                out.append((rel, StatKey.of(st), node.digest, node.size))
+    except OSError as exc:
+        raise from_oserror(exc, parent or ".", "write into") from exc
+    finally:
+        os.close(root_fd)
+    return out
 
 
 def _parts(rel: str) -> list[str]:
