@@ -24,18 +24,13 @@ FANOUT = 2
 _SMALL = 1 << 20
 
 
-class StatKey(NamedTuple):
-    """What the stat cache compares: a file is unchanged while all of these are."""
+StatKey = tuple[int, int, int, int, int]
+"""What the stat cache compares: (dev, ino, size, mtime_ns, ctime_ns). A plain tuple, built
+once per file on the hottest path of a 100k-file status."""
 
-    dev: int
-    ino: int
-    size: int
-    mtime_ns: int
-    ctime_ns: int
 
-    @classmethod
-    def of(cls, st: os.stat_result) -> StatKey:
-        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+def stat_key(st: os.stat_result) -> StatKey:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class Stored(NamedTuple):
@@ -78,12 +73,13 @@ class ObjectStore:
         """The subset of raw ``digests`` in the store; lists fan-out dirs when asked many."""
         if len(digests) < 4096:
             return {d for d in digests if os.path.isfile(object_path(self.objects_dir, d))}
-        names: set[str] = set()
+        found: set[bytes] = set()
         for prefix in {d[:1].hex() for d in digests}:
             with contextlib.suppress(FileNotFoundError):
-                names.update(prefix + n for n in os.listdir(os.path.join(self.objects_dir,
-                                                                           prefix)))
-        return {d for d in digests if d.hex() in names}
+                for name in os.listdir(os.path.join(self.objects_dir, prefix)):
+                    with contextlib.suppress(ValueError):
+                        found.add(bytes.fromhex(prefix + name))
+        return digests & found
 
     def clear_tmp(self) -> None:
         """Remove temp files of dead writers; only call with the repository lock held."""
@@ -170,17 +166,18 @@ def store_file(path: str, objects_dir: str, tmp_dir: str | None) -> Stored:
             f"'{path}' changed while it was being read",
             hint="wait for whatever writes it to finish, then run the command again",
         )
-    return Stored(digest, before.st_size, bool(before.st_mode & 0o100), StatKey.of(before))
+    return Stored(digest, before.st_size, bool(before.st_mode & 0o100), stat_key(before))
 
 
 def _store_small(fd: int, size: int, objects_dir: str, tmp_dir: str | None) -> bytes:
-    chunks = []
-    while True:
-        data = os.read(fd, max(size + 1, 4096))
-        if not data:
-            break
-        chunks.append(data)
-    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    # One read: a regular file yields ``size`` bytes at once. If it grew meanwhile, read the
+    # rest; the caller's fstat-after check then refuses the changed file anyway.
+    data = os.read(fd, size + 1)
+    if len(data) > size:
+        chunks = [data]
+        while more := os.read(fd, CHUNK):
+            chunks.append(more)
+        data = b"".join(chunks)
     digest = xxhash.xxh3_128_digest(data)
     if tmp_dir is not None:
         dest = object_path(objects_dir, digest)

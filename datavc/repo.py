@@ -291,9 +291,11 @@ class Repo:
 
     def _ensure_objects(self, rel: str, root: tree.Node) -> None:
         """Files known from the stat cache must still have their object: re-store if not."""
-        files = list(tree.walk_files(root, rel))
-        present = self.store.present_digests({n.digest for _, n in files})
-        for path, node in files:
+        digests = set(tree.file_digests(root))
+        present = self.store.present_digests(digests)
+        if present == digests:
+            return
+        for path, node in tree.walk_files(root, rel):
             if node.digest not in present:
                 stored = self.store.add_file(os.path.join(self.root, path))
                 node.digest, node.size = stored.digest, stored.size
@@ -328,7 +330,7 @@ class Repo:
         """With link-type caches, replace workspace copies by links to the cache."""
         if self._workspace_link_type(rel, root) == "copy":
             return
-        digests = {n.digest for _, n in tree.walk_files(root, rel)}
+        digests = set(tree.file_digests(root))
         self._execute(make_plan(rel, root, None, present=digests, skipped=set(),
                                 check_mode=False), state)
 
@@ -363,9 +365,9 @@ class Repo:
         started = now_ns()
         scan = self._scan(rel, state, locked=True)
         tree.resolve(scan, store=None, state=state, started_ns=started, jobs=self.jobs)
-        digests = {n.digest for _, n in tree.walk_files(want, rel)}
+        digests = set(tree.file_digests(want))
         if scan.root is not None:
-            digests |= {n.digest for _, n in tree.walk_files(scan.root, rel)}
+            digests.update(tree.file_digests(scan.root))
         present = self.store.present_digests(digests)
         plan = make_plan(rel, want, scan.root, present=present,
                          skipped={p for p, _ in scan.skipped},
@@ -422,7 +424,7 @@ class Repo:
         tree.resolve(scan, store=None, state=state, started_ns=started, jobs=self.jobs)
         tree.finish(scan.root, store=None, where=rel)
         if scan.root.digest == pointer.oid.digest and tree.root_kind(scan.root) == pointer.kind:
-            files = [n.digest for _, n in tree.walk_files(scan.root, rel)]
+            files = tree.file_digests(scan.root)
             present = self.store.present_digests(set(files))
             missing = sum(1 for d in files if d not in present)
             return TargetStatus(rel, pointer_rel, "clean", not_in_cache=missing)

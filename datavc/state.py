@@ -31,7 +31,7 @@ def racy_window(mtime_ns: int) -> int:
 class StatCache:
     def __init__(self, path: str) -> None:
         self.path = path
-        self._entries: dict[str, tuple[StatKey, bytes]] = {}
+        self._entries: dict[str, tuple[int, int, int, int, int, bytes]] = {}
         self._dirty = False
 
     @classmethod
@@ -39,11 +39,14 @@ class StatCache:
         cache = cls(path)
         try:
             with open(path, "rb") as f:
-                doc = msgpack.unpackb(f.read(), raw=False, strict_map_key=False)
+                doc = msgpack.unpackb(f.read(), raw=False, strict_map_key=False,
+                                      use_list=False)
             if doc.get("v") != VERSION:
                 raise ValueError("unknown version")
-            for key, row in doc["entries"].items():
-                cache._entries[os.fsdecode(key)] = (StatKey(*row[:5]), row[5])
+            entries = doc["entries"]
+            if not all(type(k) is str and len(r) == 6 for k, r in entries.items()):
+                entries = {os.fsdecode(k): r for k, r in entries.items() if len(r) == 6}
+            cache._entries = entries
         except FileNotFoundError:
             pass
         except Exception:  # a cache may be dropped, never trusted: start afresh
@@ -54,18 +57,19 @@ class StatCache:
 
     def get(self, rel: str, key: StatKey) -> bytes | None:
         hit = self._entries.get(rel)
-        if hit is not None and hit[0] == key:
-            return hit[1]
+        if hit is not None and hit[:5] == key:
+            return hit[5]
         return None
 
     def put(self, rel: str, key: StatKey, digest: bytes, started_ns: int) -> None:
         """Remember ``digest`` for ``rel`` unless the file is racily new."""
-        if key.mtime_ns >= started_ns - racy_window(key.mtime_ns):
+        if key[3] >= started_ns - racy_window(key[3]):  # key[3] is mtime_ns
             if self._entries.pop(rel, None) is not None:
                 self._dirty = True
             return
-        if self._entries.get(rel) != (key, digest):
-            self._entries[rel] = (key, digest)
+        row = (*key, digest)
+        if self._entries.get(rel) != row:
+            self._entries[rel] = row
             self._dirty = True
 
     def put_written(self, rel: str, key: StatKey, digest: bytes) -> None:
@@ -74,7 +78,7 @@ class StatCache:
         As in git, a write by another process in the same timestamp tick right after
         datavc's own write cannot be told apart; any later write changes the stat.
         """
-        self._entries[rel] = (key, digest)
+        self._entries[rel] = (*key, digest)
         self._dirty = True
 
     def forget(self, rel: str) -> None:
@@ -92,12 +96,19 @@ class StatCache:
     def save(self) -> None:
         if not self._dirty:
             return
-        doc = {"v": VERSION, "entries": {
-            os.fsencode(p): [*key, digest] for p, (key, digest) in self._entries.items()
-        }}
+        doc = {"v": VERSION, "entries": {_key(p): row for p, row in self._entries.items()}}
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         fsutil.atomic_write(self.path, msgpack.packb(doc, use_bin_type=True), hook="state")
         self._dirty = False
+
+
+def _key(path: str) -> str | bytes:
+    """Paths are stored as msgpack str when they are UTF-8, as raw bytes otherwise."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+    return path
 
 
 def now_ns() -> int:

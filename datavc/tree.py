@@ -18,7 +18,7 @@ from . import listing
 from .errors import DatavcError, InvalidInputError, from_oserror
 from .fsutil import TMP_MARK
 from .hashing import Oid
-from .objects import ObjectStore, StatKey, Stored
+from .objects import ObjectStore, Stored
 from .parallel import hash_files
 from .paths import find_collisions, is_reserved
 from .state import StatCache
@@ -86,7 +86,8 @@ def _scan_dir(path: str, rel: str, out: Scan, state: StatCache, objs: str) -> Di
             out.litter.append(entry.path)
             continue
         child_rel = f"{rel}/{name}"
-        if is_reserved(name) or "\\" in name:
+        if (name[0] == "." or "~" in name or "\\" in name) and (
+                is_reserved(name) or "\\" in name):
             out.skipped.append((child_rel, "reserved or unportable name"))
         elif entry.is_dir(follow_symlinks=False):
             node.children[name] = _scan_dir(entry.path, child_rel, out, state, objs)
@@ -107,7 +108,8 @@ def _scan_file(path: str, rel: str, st: os.stat_result, out: Scan, state: StatCa
         return None
     node = FileNode(b"", st.st_size, bool(st.st_mode & 0o100))
     out.seen.add(rel)
-    digest = state.get(rel, StatKey.of(st))
+    digest = state.get(rel, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
+                             st.st_ctime_ns))
     if digest is None:
         out.todo.append((rel, path, node))
     else:
@@ -148,7 +150,7 @@ def finish(node: Node, *, store: ObjectStore | None, where: str) -> None:
         return
     rows = []
     size = nfiles = 0
-    clashes = find_collisions(list(node.children))
+    clashes = find_collisions([n for n in node.children if not _fold_stable(n)])
     if clashes:
         a, b = clashes[0]
         raise InvalidInputError(
@@ -157,18 +159,39 @@ def finish(node: Node, *, store: ObjectStore | None, where: str) -> None:
     for name, child in node.children.items():
         if isinstance(child, DirNode):
             finish(child, store=store, where=f"{where}/{name}")
-            rows.append([os.fsencode(name), listing.DIR, child.digest, child.size, 0o755,
-                         child.nfiles])
+            rows.append([name.encode("utf-8", "surrogateescape"), listing.DIR, child.digest,
+                         child.size, 0o755, child.nfiles])
             nfiles += child.nfiles
         else:
-            rows.append([os.fsencode(name), listing.FILE, child.digest, child.size, child.mode,
-                         1])
+            rows.append([name.encode("utf-8", "surrogateescape"), listing.FILE, child.digest,
+                         child.size, child.mode, 1])
             nfiles += 1
         size += child.size
     rows.sort()
     data = listing.encode(rows)
     node.digest = store.add_bytes(data).digest if store else xxhash.xxh3_128_digest(data)
     node.size, node.nfiles = size, nfiles
+
+
+def _fold_stable(name: str) -> bool:
+    """True for names no other name can collide with by case or normalisation: ASCII with
+    no upper-case letter. Only the others need the (slower) folding check."""
+    return name.isascii() and (name.islower() or not any(c.isupper() for c in name))
+
+
+def file_digests(node: Node) -> list[bytes]:
+    """The digest of every file below ``node`` (iteratively: fast and no recursion limit)."""
+    if isinstance(node, FileNode):
+        return [node.digest]
+    out: list[bytes] = []
+    stack = [node]
+    while stack:
+        for child in stack.pop().children.values():
+            if isinstance(child, DirNode):
+                stack.append(child)
+            else:
+                out.append(child.digest)
+    return out
 
 
 def load(store: ObjectStore, digest: bytes, *, kind: str, size: int = 0) -> Node:

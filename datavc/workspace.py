@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from . import fsutil
 from .errors import CheckoutConflictError, from_oserror
 from .links import Linker
-from .objects import ObjectStore, StatKey
+from .objects import ObjectStore, StatKey, stat_key
 from .parallel import MIN_FILES_FOR_POOL, run_chunks, split
 from .state import StatCache
 from .tree import DirNode, FileNode, Node, walk_dirs, walk_files
@@ -181,7 +181,7 @@ def write_group(root: str, objects_dir: str, link_types: tuple[str, ...], parent
                 if _is_dir(dfd, name):
                     _rmtree(dfd, name)
                 st = linker.place(node.digest, dfd, name, executable=node.executable)
-                out.append((rel, StatKey.of(st), node.digest, node.size))
+                out.append((rel, stat_key(st), node.digest, node.size))
     except OSError as exc:
         raise from_oserror(exc, parent or ".", "write into") from exc
     finally:
