@@ -222,6 +222,10 @@ def mount_of(path: Path) -> str:
     return f"{best[2]} on {best[0]} mounted at {best[1]} ({best[3]})"
 
 
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def machine_facts(workdir: Path) -> list[str]:
     mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
@@ -560,12 +564,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"work dir: {workdir}", flush=True)
     try:
         bench = Bench(args, workdir, make_tools(args, workdir))
+        bench.notes.append(f"Load average (1/5/15 min) at start: {load()}")
         src = generate(bench, args.scenarios)
         small = [s for s in args.scenarios if s in SMALL_SCENARIOS]
         if small:
             run_small(bench, small, src)
         if "big" in args.scenarios:
             run_big(bench, src)
+        bench.notes.append(f"Load average at end: {load()}")
         text = report(bench, started, (dt.datetime.now(dt.UTC) - started).total_seconds())
         print("\n" + text)
         print(f"written to {write_report(bench, text, started)}")
