@@ -1,0 +1,192 @@
+"""state: the stat cache and git's racy-clean rule."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import msgpack
+import pytest
+
+from datavc import state
+from datavc.errors import DatavcError
+from datavc.objects import StatKey, stat_key
+from datavc.state import COARSE_WINDOW_NS, FINE_WINDOW_NS, StatCache, racy_window
+
+STARTED = 1_700_000_000_123_456_789
+D = b"\x07" * 16
+
+
+FIELDS = ("dev", "ino", "size", "mtime_ns", "ctime_ns")
+
+
+def key(mtime_ns: int = STARTED - 10 * COARSE_WINDOW_NS - 1, **kw) -> StatKey:
+    fields = {"dev": 1, "ino": 2, "size": 3, "mtime_ns": mtime_ns, "ctime_ns": mtime_ns} | kw
+    return tuple(fields[f] for f in FIELDS)  # type: ignore[return-value]
+
+
+def test_stat_key_order(tmp_path):
+    st = os.stat(tmp_path)
+    assert stat_key(st) == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return StatCache(str(tmp_path / "state" / "stat"))
+
+
+def test_racy_window_depends_on_timestamp_granularity():
+    assert racy_window(1_000_000_000) == COARSE_WINDOW_NS  # whole milliseconds
+    assert racy_window(1_000_000_001) == FINE_WINDOW_NS
+
+
+def test_old_entry_is_recorded(cache):
+    cache.put("a", key(), D, STARTED)
+    assert cache.get("a", key()) == D
+
+
+@pytest.mark.parametrize("age", [0, 1, FINE_WINDOW_NS // 2, FINE_WINDOW_NS - 1, FINE_WINDOW_NS])
+def test_racily_new_entry_is_not_recorded(cache, age):
+    k = key(STARTED - age)
+    assert k[3] % 1_000_000  # a fine-grained stamp
+    cache.put("a", k, D, STARTED)
+    assert cache.get("a", k) is None
+
+
+def test_just_outside_the_fine_window_is_recorded(cache):
+    k = key(STARTED - FINE_WINDOW_NS - 1)
+    cache.put("a", k, D, STARTED)
+    assert cache.get("a", k) == D
+
+
+def test_coarse_stamps_need_the_coarse_window(cache):
+    recent = key(1_700_000_000_000_000_000)  # whole milliseconds: maybe a 2 s file system
+    cache.put("a", recent, D, recent[3] + COARSE_WINDOW_NS // 2)
+    assert cache.get("a", recent) is None
+    cache.put("a", recent, D, recent[3] + COARSE_WINDOW_NS + 1)
+    assert cache.get("a", recent) == D
+
+
+def test_future_mtime_is_not_recorded(cache):
+    k = key(STARTED + 10**9 + 1)
+    cache.put("a", k, D, STARTED)
+    assert cache.get("a", k) is None
+
+
+def test_racy_put_drops_an_older_entry(cache):
+    cache.put("a", key(), D, STARTED)
+    cache.put("a", key(STARTED - 1), b"\x08" * 16, STARTED)
+    assert cache.get("a", key()) is None
+
+
+@pytest.mark.parametrize("field", FIELDS)
+def test_any_stat_field_mismatch_is_a_miss(cache, field):
+    k = key()
+    cache.put("a", k, D, STARTED)
+    assert cache.get("a", key(**{field: k[FIELDS.index(field)] + 1})) is None
+    assert cache.get("b", k) is None
+
+
+def test_put_written_records_even_racy_files(cache):
+    k = key(STARTED)
+    cache.put_written("a", k, D)
+    assert cache.get("a", k) == D
+
+
+def test_forget_and_retain_under(cache):
+    for p in ("d/a", "d/b", "d/sub/c", "dd/x", "d"):
+        cache.put(p, key(), D, STARTED)
+    cache.forget("d/a")
+    cache.retain_under("d", {"d/b"})
+    assert [p for p in ("d/a", "d/b", "d/sub/c", "dd/x", "d") if cache.get(p, key())] == [
+        "d/b", "dd/x"]
+
+
+def test_save_load_round_trip(cache):
+    names = ["a", "dir/b", os.fsdecode(b"caf\xe9")]
+    for i, p in enumerate(names):
+        cache.put(p, key(size=i), D, STARTED)
+    cache.save()
+    back = StatCache.load(cache.path)
+    assert all(back.get(p, key(size=i)) == D for i, p in enumerate(names))
+
+
+def test_save_without_changes_writes_nothing(cache):
+    cache.save()
+    assert not os.path.exists(cache.path)
+
+
+def test_save_leaves_no_temp_files(cache):
+    cache.put("a", key(), D, STARTED)
+    cache.save()
+    assert os.listdir(os.path.dirname(cache.path)) == ["stat"]
+
+
+def test_failed_save_keeps_the_old_file(cache, monkeypatch):
+    cache.put("a", key(), D, STARTED)
+    cache.save()
+    old = Path(cache.path).read_bytes()
+    cache.put("b", key(), D, STARTED)
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(DatavcError):
+        cache.save()
+    monkeypatch.undo()
+    assert Path(cache.path).read_bytes() == old
+    assert os.listdir(os.path.dirname(cache.path)) == ["stat"]
+
+
+def test_missing_file_is_an_empty_cache_without_warning(cache, capsys):
+    assert StatCache.load(cache.path).get("a", key()) is None
+    assert capsys.readouterr().err == ""
+
+
+def _write(path, data: bytes):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+@pytest.mark.parametrize("data", [
+    b"", b"garbage", b"\xc1\xc1", msgpack.packb([1, 2]), msgpack.packb({"v": 2, "entries": {}}),
+    msgpack.packb({"v": 1}), msgpack.packb({"v": 1, "entries": [1]}),
+    msgpack.packb({"v": 1, "entries": {"a": 5}}),
+])
+def test_unreadable_state_is_a_warning_and_an_empty_cache(cache, capsys, data):
+    _write(cache.path, data)
+    loaded = StatCache.load(cache.path)
+    assert loaded._entries == {}
+    err = capsys.readouterr().err
+    assert "warning" in err and cache.path in err
+    loaded.save()  # the broken file is replaced
+    assert StatCache.load(cache.path)._entries == {}
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("rows", [{b"a": [1, 2]}, {"a": [1, 2, 3, 4, 5, D, 7]}])
+def test_malformed_rows_are_never_hits(cache, rows):
+    _write(cache.path, msgpack.packb({"v": 1, "entries": rows}, use_bin_type=True))
+    assert StatCache.load(cache.path).get("a", key()) is None
+
+
+def test_a_directory_in_place_of_the_state_file_is_a_warning(cache, capsys):
+    os.makedirs(cache.path)
+    assert StatCache.load(cache.path)._entries == {}
+    assert "warning" in capsys.readouterr().err
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: StatCache.load trusts entry types; a digest of the "
+                   "wrong length/type is returned by get() and later fails as Oid(...) (exit 6)")
+@pytest.mark.parametrize("digest", [b"short", "a string", 7])
+def test_entries_with_bad_digests_are_dropped(cache, digest):
+    doc = {"v": 1, "entries": {b"a": [*key(), digest]}}
+    _write(cache.path, msgpack.packb(doc, use_bin_type=True))
+    assert StatCache.load(cache.path).get("a", key()) is None
+
+
+def test_now_ns_is_wall_clock():
+    assert abs(state.now_ns() - time.time_ns()) < 10**9
