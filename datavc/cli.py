@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from . import __version__
-from .errors import DatavcError, Interrupted
+from .errors import DatavcError, Interrupted, from_oserror
 from .progress import TerminalReporter
 from .repo import Repo
 
@@ -251,6 +251,8 @@ def main(argv: list[str] | None = None) -> None:
         code = exc.exit_code
     except DatavcError as exc:
         code = _fail(exc)
+    except OSError as exc:  # a file-system failure no layer below translated: still no trace
+        code = _fail(from_oserror(exc, exc.filename or "?", "access"))
     except KeyboardInterrupt:
         code = _fail(Interrupted("interrupted"))
     except BrokenPipeError:

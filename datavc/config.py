@@ -86,7 +86,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def _validate(doc: dict[str, Any], where: str) -> Config:
     fmt = doc.get("core", {}).get("format", FORMAT)
-    if fmt != FORMAT:
+    if type(fmt) is not int or fmt != FORMAT:
         raise UnknownFormatError(
             f"{where}: repository format {fmt!r} is not supported (this datavc knows {FORMAT})",
             hint="upgrade datavc")
@@ -131,11 +131,18 @@ def _value(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        return f'"{escaped}"'
+        return '"' + "".join(_escape(c) for c in value) + '"'
     if isinstance(value, list):
         return "[" + ", ".join(_value(v) for v in value) + "]"
     raise ConfigError(f"cannot write config value {value!r}")
+
+
+def _escape(c: str) -> str:
+    if c in ('"', "\\"):
+        return "\\" + c
+    if ord(c) < 0x20 or ord(c) == 0x7F:
+        return f"\\u{ord(c):04x}"
+    return c
 
 
 def write(path: str, doc: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import itertools
 import os
 import stat
@@ -107,31 +108,29 @@ def open_dir(root_fd: int, parts: Sequence[str], *, create: bool) -> Iterator[in
     fd = os.dup(root_fd)
     try:
         for part in parts:
-            fd = _step(fd, part, create=create)
+            child = _step(fd, part, create=create)
+            os.close(fd)
+            fd = child
         yield fd
     finally:
         os.close(fd)
 
 
 def _step(parent: int, name: str, *, create: bool) -> int:
+    """Open directory ``name`` below ``parent`` (the caller keeps owning ``parent``)."""
     try:
-        child = os.open(name, O_DIR, dir_fd=parent)
-    except FileNotFoundError:
-        if not create:
-            os.close(parent)
-            raise
         try:
-            os.mkdir(name, 0o777, dir_fd=parent)
-        except FileExistsError:
-            pass
-        child = os.open(name, O_DIR, dir_fd=parent)
+            return os.open(name, O_DIR, dir_fd=parent)
+        except FileNotFoundError:
+            if not create:
+                raise
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, 0o777, dir_fd=parent)
+            return os.open(name, O_DIR, dir_fd=parent)
     except OSError as exc:
-        os.close(parent)
-        if exc.errno in (40, 20):  # ELOOP (symlink), ENOTDIR (file in the way)
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):  # a symlink or a file in the way
             raise UnsafePathError(
                 f"refusing to write through '{name}': it is a symlink or not a directory",
                 hint="move it away, then run the command again",
             ) from exc
         raise
-    os.close(parent)
-    return child

@@ -68,8 +68,11 @@ def _copy(src: str, digest: bytes, dir_fd: int, tmp: str, executable: bool) -> N
                       0o777 if executable else 0o666, dir_fd=dir_fd)
         try:
             got = _copy_hashing(sfd, dfd)
-        finally:
+        except BaseException:
             os.close(dfd)
+            os.unlink(tmp, dir_fd=dir_fd)
+            raise
+        os.close(dfd)
     finally:
         os.close(sfd)
     if got != digest:

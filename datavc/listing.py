@@ -81,7 +81,7 @@ def decode(data: bytes, *, where: str) -> list[Entry]:
 def _check_header(top: object, where: str) -> list[list[object]]:
     if not (isinstance(top, list) and len(top) == 3 and top[0] == MAGIC):
         raise InvalidInputError(f"object {where} is not a datavc listing")
-    if top[1] != VERSION:
+    if type(top[1]) is not int or top[1] != VERSION:
         raise UnknownFormatError(
             f"listing {where} has format version {top[1]!r}; this datavc reads version "
             f"{VERSION}", hint="upgrade datavc")
@@ -103,7 +103,8 @@ def _entry(row: object, where: str) -> Entry:
         raise InvalidInputError(f"listing {where}: bad object id for {name!r}")
     if not (_is_count(size) and _is_count(nfiles)):
         raise InvalidInputError(f"listing {where}: bad size or file count for {name!r}")
-    if mode not in MODES or (kind == DIR and mode != 0o755) or (kind == FILE and nfiles != 1):
+    bad_mode = type(mode) is not int or mode not in MODES or (kind == DIR and mode != 0o755)
+    if bad_mode or (kind == FILE and nfiles != 1):
         raise InvalidInputError(f"listing {where}: bad mode or count for {name!r}")
     return Entry(name, kind, Oid(digest), size, mode, nfiles)
 

@@ -51,7 +51,7 @@ def loads(data: bytes, *, where: str) -> Pointer:
         raise InvalidInputError(f"{where}: manifest larger than {MAX_BYTES} bytes")
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         hint = "resolve the merge conflict" if b"<<<<<<<" in data else "restore it from git"
         raise InvalidInputError(f"{where}: not valid JSON ({exc})", hint=hint) from None
     if not isinstance(doc, dict):
@@ -61,7 +61,7 @@ def loads(data: bytes, *, where: str) -> Pointer:
 
 def _from_dict(doc: dict[str, Any], where: str) -> Pointer:
     version = doc.get("datavc")
-    if version != VERSION:
+    if type(version) is not int or version != VERSION:
         raise UnknownFormatError(
             f"{where}: manifest format version {version!r} is not supported "
             f"(this datavc reads version {VERSION})", hint="upgrade datavc")

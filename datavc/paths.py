@@ -36,6 +36,11 @@ def check_name(name: str, *, where: str = "") -> str:
     return name
 
 
+def check_name_problem(name: str) -> str | None:
+    """Why ``name`` is not a safe path component, or None."""
+    return _name_problem(name)
+
+
 def _name_problem(name: str) -> str | None:
     if not isinstance(name, str) or not name:
         return "empty name"
@@ -43,6 +48,8 @@ def _name_problem(name: str) -> str | None:
         return "relative component"
     if "/" in name or "\\" in name or "\0" in name:
         return "contains a path separator or NUL"
+    if "\n" in name or "\r" in name:
+        return "contains a line break (git cannot ignore such a name)"
     if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME:
         return f"longer than {MAX_NAME} bytes"
     if is_reserved(name):

@@ -222,7 +222,9 @@ class Repo:
         names = {e.name for e in entries}
         for e in entries:
             if e.name.endswith(manifest.SUFFIX) and e.is_file(follow_symlinks=False):
-                found.append(rel + e.name[: -len(manifest.SUFFIX)])
+                target = rel + e.name[: -len(manifest.SUFFIX)]
+                split_relpath(target, where=f"manifest name '{rel}{e.name}'")
+                found.append(target)
         for e in entries:
             if e.name in (".git", DATAVC_DIR) or e.name + manifest.SUFFIX in names:
                 continue
@@ -256,6 +258,7 @@ class Repo:
         if os.path.islink(path):
             raise UnsafePathError(f"'{rel}' is a symlink; datavc tracks files and directories",
                                   hint="add the path it points to, inside the work tree")
+        self._pointer_or_none(rel)  # refuse early rather than overwrite an unreadable one
         git = self.git_or_none
         if git is not None:
             tracked = git.tracked_under(rel)
@@ -319,12 +322,15 @@ class Repo:
                          changed, skipped)
 
     def _pointer_or_none(self, rel: str) -> Pointer | None:
+        """The current pointer of ``rel``; an unreadable one is refused, never overwritten."""
         if not os.path.exists(os.path.join(self.root, manifest.pointer_path(rel))):
             return None
         try:
             return self.read_pointer(rel)
-        except InvalidInputError:
-            return None
+        except InvalidInputError as exc:
+            raise type(exc)(exc.message, hint=f"{exc.hint + '; or ' if exc.hint else ''}"
+                            f"delete {manifest.pointer_path(rel)} to record {rel} afresh"
+                            ) from None
 
     def _relink(self, rel: str, root: tree.Node, state: StatCache) -> None:
         """With link-type caches, replace workspace copies by links to the cache."""
@@ -379,7 +385,7 @@ class Repo:
     def _load_tree(self, rel: str, pointer: Pointer) -> tree.Node:
         try:
             return tree.load(self.store, pointer.oid.digest, kind=pointer.kind,
-                             size=pointer.size)
+                             size=pointer.size, nfiles=pointer.nfiles)
         except ObjectMissingError as exc:
             raise ObjectMissingError(f"cannot check out '{rel}': {exc.message}",
                                      hint="fetch the data from a remote (`datavc pull`)"

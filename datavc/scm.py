@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from . import fsutil
-from .errors import DatavcError
+from .errors import DatavcError, UnsafePathError
 
 _SPECIAL = set("*?[]\\!#")
 
@@ -77,6 +77,8 @@ class Git:
 
 def gitignore_pattern(name: str) -> str:
     """The .gitignore line that ignores exactly the entry ``name`` of its directory."""
+    if "\n" in name or "\r" in name:
+        raise UnsafePathError(f"cannot ignore {name!r} in git: the name has a line break")
     escaped = "".join("\\" + c if c in _SPECIAL else c for c in name)
     if escaped.endswith(" "):
         escaped = escaped[:-1] + "\\ "

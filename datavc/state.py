@@ -44,13 +44,17 @@ class StatCache:
             if doc.get("v") != VERSION:
                 raise ValueError("unknown version")
             entries = doc["entries"]
-            if not all(type(k) is str and len(r) == 6 for k, r in entries.items()):
-                entries = {os.fsdecode(k): r for k, r in entries.items() if len(r) == 6}
+            if not all(type(k) is str and _valid_row(r) for k, r in entries.items()):
+                valid = {os.fsdecode(k): r for k, r in entries.items() if _valid_row(r)}
+                if len(valid) != len(entries):
+                    _warn(f"dropping {len(entries) - len(valid)} malformed entries of {path}")
+                    cache._dirty = True
+                entries = valid
             cache._entries = entries
         except FileNotFoundError:
             pass
         except Exception:  # a cache may be dropped, never trusted: start afresh
-            print(f"datavc: warning: ignoring unreadable stat cache {path}", file=sys.stderr)
+            _warn(f"ignoring unreadable stat cache {path}")
             cache._entries.clear()
             cache._dirty = True
         return cache
@@ -100,6 +104,16 @@ class StatCache:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         fsutil.atomic_write(self.path, msgpack.packb(doc, use_bin_type=True), hook="state")
         self._dirty = False
+
+
+def _warn(message: str) -> None:
+    print(f"datavc: warning: {message}", file=sys.stderr)
+
+
+def _valid_row(row: object) -> bool:
+    """Five ints and a 16-byte digest; anything else is dropped (it is only a cache)."""
+    return (type(row) is tuple and len(row) == 6 and type(row[5]) is bytes
+            and len(row[5]) == 16 and all(type(v) is int for v in row[:5]))
 
 
 def _key(path: str) -> str | bytes:

@@ -20,7 +20,7 @@ from .fsutil import TMP_MARK
 from .hashing import Oid
 from .objects import ObjectStore, Stored
 from .parallel import hash_files
-from .paths import find_collisions, is_reserved
+from .paths import check_name_problem, find_collisions
 from .state import StatCache
 
 
@@ -86,8 +86,8 @@ def _scan_dir(path: str, rel: str, out: Scan, state: StatCache, objs: str) -> Di
             out.litter.append(entry.path)
             continue
         child_rel = f"{rel}/{name}"
-        if (name[0] == "." or "~" in name or "\\" in name) and (
-                is_reserved(name) or "\\" in name):
+        if (name[0] == "." or "~" in name or "\\" in name or "\n" in name or "\r" in name
+                ) and check_name_problem(name):
             out.skipped.append((child_rel, "reserved or unportable name"))
         elif entry.is_dir(follow_symlinks=False):
             node.children[name] = _scan_dir(entry.path, child_rel, out, state, objs)
@@ -150,7 +150,8 @@ def finish(node: Node, *, store: ObjectStore | None, where: str) -> None:
         return
     rows = []
     size = nfiles = 0
-    clashes = find_collisions([n for n in node.children if not _fold_stable(n)])
+    names = list(node.children)
+    clashes = [] if all(map(_fold_stable, names)) else find_collisions(names)
     if clashes:
         a, b = clashes[0]
         raise InvalidInputError(
@@ -174,8 +175,9 @@ def finish(node: Node, *, store: ObjectStore | None, where: str) -> None:
 
 
 def _fold_stable(name: str) -> bool:
-    """True for names no other name can collide with by case or normalisation: ASCII with
-    no upper-case letter. Only the others need the (slower) folding check."""
+    """True for ASCII names without upper-case letters: each is its own folded key, so a
+    directory of only such names has no collisions and needs no folding. One other name
+    (``A.png`` beside ``a.png``) and the whole directory is checked."""
     return name.isascii() and (name.islower() or not any(c.isupper() for c in name))
 
 
@@ -194,19 +196,42 @@ def file_digests(node: Node) -> list[bytes]:
     return out
 
 
-def load(store: ObjectStore, digest: bytes, *, kind: str, size: int = 0) -> Node:
-    """Read a whole stored tree back from its listings (each one verified and validated)."""
+MAX_DEPTH = 512
+
+
+def load(store: ObjectStore, digest: bytes, *, kind: str, size: int | None = None,
+         nfiles: int | None = None) -> Node:
+    """Read a whole stored tree back from its listings (each one verified and validated).
+
+    Hostile trees are bounded: every directory's real size and file count must equal what
+    its parent (ultimately the pointer) declares, so the work is bounded by the pointer's
+    ``nfiles``; nesting deeper than MAX_DEPTH is refused.
+    """
     if kind == listing.FILE:
-        return FileNode(digest, size)
-    node = DirNode(digest=digest)
+        return FileNode(digest, size or 0)
+    return _load_dir(store, digest, size, nfiles, 0)
+
+
+def _load_dir(store: ObjectStore, digest: bytes, size: int | None, nfiles: int | None,
+              depth: int) -> DirNode:
     oid = Oid(digest)
+    if depth > MAX_DEPTH:
+        raise InvalidInputError(f"listing {oid} is nested deeper than {MAX_DEPTH} levels")
+    node = DirNode(digest=digest)
     for e in listing.decode(store.read_bytes(oid), where=str(oid)):
+        node.nfiles += e.nfiles
+        if nfiles is not None and node.nfiles > nfiles:
+            break
         if e.kind == listing.DIR:
-            node.children[e.name] = load(store, e.oid.digest, kind=listing.DIR)
+            node.children[e.name] = _load_dir(store, e.oid.digest, e.size, e.nfiles, depth + 1)
         else:
             node.children[e.name] = FileNode(e.oid.digest, e.size, e.mode == 0o755)
         node.size += e.size
-        node.nfiles += e.nfiles
+    if nfiles is not None and (node.size, node.nfiles) != (size, nfiles):
+        raise InvalidInputError(
+            f"listing {oid} does not add up: it holds {node.nfiles} files / {node.size} bytes "
+            f"where its parent declares {nfiles} / {size}",
+            hint="the manifest or listing was altered; restore it from git or a remote")
     return node
 
 

@@ -119,8 +119,6 @@ def _fd_count():
     return len(os.listdir("/proc/self/fd"))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _step closes the parent fd and open_dir's "
-                   "finally closes it again: EBADF (OSError) replaces UnsafePathError")
 @pytest.mark.parametrize("kind", ["symlink", "dangling", "file"])
 def test_open_dir_refuses_symlink_with_unsafe_path_error(tmp_path, root_fd, kind):
     _plant(tmp_path, kind)
@@ -130,8 +128,6 @@ def test_open_dir_refuses_symlink_with_unsafe_path_error(tmp_path, root_fd, kind
     assert info.value.exit_code == 6 and "'a'" in info.value.message
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: double close in open_dir turns "
-                   "FileNotFoundError into EBADF (breaks suppress(FileNotFoundError) callers)")
 def test_open_dir_missing_without_create_raises_file_not_found(root_fd):
     with pytest.raises(FileNotFoundError):
         with fsutil.open_dir(root_fd, ["missing"], create=False):

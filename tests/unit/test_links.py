@@ -153,8 +153,6 @@ def test_vanished_object_is_a_datavc_error(store, dfd, ws, kind):
     assert os.listdir(ws) == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _copy does not unlink its temp file when the copy "
-                   "itself fails (e.g. ENOSPC): a partial .datavc-tmp-* is left in the workspace")
 def test_failed_copy_removes_its_temp_file(store, oid, ws, dfd, monkeypatch):
     def write_all(fd, data):
         raise OSError(errno.ENOSPC, "No space left on device")

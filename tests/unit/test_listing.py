@@ -183,8 +183,6 @@ def test_bad_entries_are_refused(bad):
     refused(raw([bad]))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _entry checks `mode not in MODES`, which a float "
-                   "420.0 passes; Entry.mode becomes float and to_dict() raises TypeError")
 @pytest.mark.parametrize("bad", [row(mode=420.0), row(kind="dir", mode=493.0, nfiles=0)])
 def test_float_mode_is_refused(bad):
     refused(raw([bad]))

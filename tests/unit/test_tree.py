@@ -163,16 +163,11 @@ def test_case_and_normalisation_collisions_are_refused(ws, state, names):
     _collide(ws, state, names)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: finish() skips 'fold-stable' names (lower-case "
-                   "ASCII) in the collision check, but they still collide with others ('A' vs "
-                   "'a'); add succeeds and listing.decode then refuses the stored listing")
 @pytest.mark.parametrize("names", [("A", "a"), ("strasse", "Straße"), ("k", "\u212a")])
 def test_collisions_with_lower_case_ascii_names_are_refused(ws, state, names):
     _collide(ws, state, names)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: same as above: finish() stores a listing that "
-                   "listing.decode refuses, so the added data cannot be read back")
 def test_every_tree_finish_accepts_can_be_loaded(ws, state, store):
     gen(ws, {"d": {"A": "1", "a": "2"}})
     try:

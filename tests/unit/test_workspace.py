@@ -178,9 +178,6 @@ def test_checkout_never_writes_through_a_planted_symlink(repo, scm, tmp_path):
     assert os.listdir(outside) == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: fsutil.open_dir double close: a forced checkout "
-                   "through a planted symlink escapes as a raw OSError EBADF (traceback), "
-                   "not UnsafePathError (exit 6)")
 def test_forced_checkout_through_a_planted_symlink_is_unsafe_path_error(repo, scm, tmp_path):
     _plant_symlink(repo, scm, tmp_path)
     with pytest.raises(UnsafePathError):
