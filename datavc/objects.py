@@ -1,10 +1,12 @@
 """The content-addressed object store: ``<cache>/objects/ab/cdef...`` (DESIGN.md §2).
 
-Contract: an object file either is absent or holds exactly the bytes its name says. Writers
-put bytes in ``<cache>/tmp``, rename them into place and make them read-only; they do not
-fsync each object: the caller calls :meth:`ObjectStore.sync` once after the last object of an
-operation and before writing anything that names them (git's ``fsyncMethod=batch``).
-Bytes are hashed as they are copied, so every byte is read once.
+Contract: an object file either is absent or holds exactly the bytes its name says, even
+after a power loss. Writing is two-phase (git's ``core.fsyncMethod=batch``): every object of
+an operation is first written, read-only, to a temp file ``<cache>/tmp/<hex>-<pid>-<n>``;
+then :func:`publish` runs one sync barrier, renames them all into place and runs a second
+barrier, after which the manifests that name them may be written. No per-object fsync, and
+an object never reaches its name before its bytes are durable. Bytes are hashed as they are
+copied, so every byte is read once.
 """
 
 from __future__ import annotations
@@ -34,12 +36,14 @@ def stat_key(st: os.stat_result) -> StatKey:
 
 
 class Stored(NamedTuple):
-    """The result of hashing (and maybe storing) one workspace file."""
+    """The result of hashing (and maybe storing) one workspace file. ``tmp`` is the temp
+    file awaiting :func:`publish`, None when nothing was written (object already stored)."""
 
     digest: bytes
     size: int
     executable: bool
     stat: StatKey
+    tmp: str | None = None
 
 
 class ObjectStore:
@@ -49,6 +53,7 @@ class ObjectStore:
         self.root = root
         self.objects_dir = os.path.join(root, "objects")
         self.tmp_dir = os.path.join(root, "tmp")
+        self.pending: list[str] = []  # temps written in this process, awaiting publish
 
     def ensure_layout(self) -> None:
         try:
@@ -120,20 +125,31 @@ class ObjectStore:
         return data
 
     def add_bytes(self, data: bytes) -> Oid:
-        """Store ``data`` (no fsync: see the module contract) and return its id."""
+        """Stage ``data`` as an object (pending until :func:`publish`); return its id."""
         digest = xxhash.xxh3_128_digest(data)
-        dest = object_path(self.objects_dir, digest)
-        if not os.path.exists(dest):
-            _publish(self.tmp_dir, dest, [data])
+        if not os.path.exists(object_path(self.objects_dir, digest)):
+            self.pending.append(_write_tmp(self.tmp_dir, digest, data))
         return Oid(digest)
 
     def add_file(self, path: str) -> Stored:
-        return store_file(path, self.objects_dir, self.tmp_dir)
+        """Stage one file's content as an object (pending until :func:`publish`)."""
+        stored = store_file(path, self.objects_dir, self.tmp_dir)
+        if stored.tmp:
+            self.pending.append(stored.tmp)
+        return stored
 
     def sync(self) -> None:
-        """The barrier between writing objects and writing what names them."""
+        """One sync barrier on the cache's file system."""
         fsutil.sync_barrier(self.root)
-        crash.point("objects-synced")
+
+    def publish(self) -> None:
+        """Barrier, name every pending object, barrier (serially; see parallel.publish)."""
+        tmps, self.pending = self.pending, []
+        if tmps:
+            self.sync()
+            crash.point("objects-synced")
+            rename_into_place(self.objects_dir, tmps)
+            self.sync()
 
 
 def object_path(objects_dir: str, digest: bytes) -> str:
@@ -150,26 +166,30 @@ def store_file(path: str, objects_dir: str, tmp_dir: str | None) -> Stored:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
         raise from_oserror(exc, path, "read") from exc
+    tmp = None
     try:
         before = os.fstat(fd)
         if before.st_size <= _SMALL:
-            digest = _store_small(fd, before.st_size, objects_dir, tmp_dir)
+            digest, tmp = _store_small(fd, before.st_size, objects_dir, tmp_dir)
         else:
-            digest = _store_stream(fd, objects_dir, tmp_dir)
+            digest, tmp = _store_stream(fd, objects_dir, tmp_dir)
         after = os.fstat(fd)
     except OSError as exc:
         raise from_oserror(exc, path, "store") from exc
     finally:
         os.close(fd)
     if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        if tmp:
+            os.unlink(tmp)
         raise DatavcError(
             f"'{path}' changed while it was being read",
             hint="wait for whatever writes it to finish, then run the command again",
         )
-    return Stored(digest, before.st_size, bool(before.st_mode & 0o100), stat_key(before))
+    return Stored(digest, before.st_size, bool(before.st_mode & 0o100), stat_key(before), tmp)
 
 
-def _store_small(fd: int, size: int, objects_dir: str, tmp_dir: str | None) -> bytes:
+def _store_small(fd: int, size: int, objects_dir: str,
+                 tmp_dir: str | None) -> tuple[bytes, str | None]:
     # One read: a regular file yields ``size`` bytes at once. If it grew meanwhile, read the
     # rest; the caller's fstat-after check then refuses the changed file anyway.
     data = os.read(fd, size + 1)
@@ -179,20 +199,19 @@ def _store_small(fd: int, size: int, objects_dir: str, tmp_dir: str | None) -> b
             chunks.append(more)
         data = b"".join(chunks)
     digest = xxhash.xxh3_128_digest(data)
-    if tmp_dir is not None:
-        dest = object_path(objects_dir, digest)
-        if not os.path.exists(dest):
-            _publish(tmp_dir, dest, [data])
-    return digest
+    if tmp_dir is None or os.path.exists(object_path(objects_dir, digest)):
+        return digest, None
+    return digest, _write_tmp(tmp_dir, digest, data)
 
 
-def _store_stream(fd: int, objects_dir: str, tmp_dir: str | None) -> bytes:
+def _store_stream(fd: int, objects_dir: str,
+                  tmp_dir: str | None) -> tuple[bytes, str | None]:
     hasher = xxhash.xxh3_128()
     buf = bytearray(CHUNK)
     view = memoryview(buf)
     out = None
     if tmp_dir is not None:
-        tmp = os.path.join(tmp_dir, fsutil.tmp_name())
+        tmp = os.path.join(tmp_dir, f"stream-{fsutil.tmp_name()}")
         out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
     try:
         while n := os.readv(fd, [buf]):
@@ -205,38 +224,45 @@ def _store_stream(fd: int, objects_dir: str, tmp_dir: str | None) -> bytes:
             os.unlink(tmp)
         raise
     digest = hasher.digest()
-    if out is not None:
-        os.close(out)
-        crash.point("object-tmp-written")
-        _rename_into_place(tmp, object_path(objects_dir, digest))
-    return digest
+    if out is None:
+        return digest, None
+    os.close(out)
+    if os.path.exists(object_path(objects_dir, digest)):
+        os.unlink(tmp)
+        return digest, None
+    named = os.path.join(os.path.dirname(tmp), f"{digest.hex()}-{fsutil.tmp_name()}")
+    os.rename(tmp, named)  # within tmp/: the name now says which object it will become
+    crash.point("object-tmp-written")
+    return digest, named
 
 
-def _publish(tmp_dir: str, dest: str, parts: list[bytes]) -> None:
-    tmp = os.path.join(tmp_dir, fsutil.tmp_name())
+def _write_tmp(tmp_dir: str, digest: bytes, data: bytes) -> str:
+    """Write ``data`` read-only to ``<tmp>/<hex>-<unique>``; no fsync (see publish)."""
+    tmp = os.path.join(tmp_dir, f"{digest.hex()}-{fsutil.tmp_name()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
     try:
-        for part in parts:
-            fsutil.write_all(fd, part)
+        fsutil.write_all(fd, data)
     except BaseException:
         os.close(fd)
         os.unlink(tmp)
         raise
     os.close(fd)
     crash.point("object-tmp-written")
-    _rename_into_place(tmp, dest)
+    return tmp
 
 
-def _rename_into_place(tmp: str, dest: str) -> None:
-    if os.path.exists(dest):
-        os.unlink(tmp)
-        return
-    try:
-        os.rename(tmp, dest)
-    except FileNotFoundError:
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        os.rename(tmp, dest)
-    crash.point("object-renamed")
+def rename_into_place(objects_dir: str, tmps: list[str]) -> list[str]:
+    """Give synced temps their object names (idempotent: same name, same bytes)."""
+    for tmp in tmps:
+        name = os.path.basename(tmp)
+        dest = os.path.join(objects_dir, name[:FANOUT], name[FANOUT:32])
+        try:
+            os.rename(tmp, dest)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            os.rename(tmp, dest)
+        crash.point("object-renamed")
+    return tmps
 
 
 def read_verified(store: ObjectStore, oid: Oid) -> Iterator[bytes]:

@@ -15,8 +15,9 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
+from . import crash
 from .errors import DatavcError
-from .objects import ObjectStore, Stored, store_file
+from .objects import ObjectStore, Stored, rename_into_place, store_file
 
 MIN_FILES_FOR_POOL = 512
 MIN_BYTES_FOR_POOL = 256 << 20
@@ -76,13 +77,17 @@ def split(items: Sequence[T], jobs: int, *, most: int = 1024) -> list[Sequence[T
 
 def hash_files(paths: list[str], *, store: ObjectStore | None, jobs: int,
                progress: Progress | None = None) -> list[Stored]:
-    """Hash (and with ``store``, store) each path; results in the order of ``paths``."""
+    """Hash each path; with ``store``, also stage its content there (pending until
+    :func:`publish`). Results in the order of ``paths``."""
     objects_dir = store.objects_dir if store else ""
     tmp_dir = store.tmp_dir if store else None
     chunks = [(list(c), objects_dir, tmp_dir) for c in split(paths, jobs)]
-    return run_chunks(_hash_chunk, chunks, jobs=jobs, pool=worth_a_pool(paths),
-                      measure=lambda part: (len(part), sum(r.size for r in part)),
-                      progress=progress)
+    results = run_chunks(_hash_chunk, chunks, jobs=jobs, pool=worth_a_pool(paths),
+                         measure=lambda part: (len(part), sum(r.size for r in part)),
+                         progress=progress)
+    if store is not None:
+        store.pending.extend(r.tmp for r in results if r.tmp)
+    return results
 
 
 def worth_a_pool(paths: list[str]) -> bool:
@@ -101,3 +106,20 @@ def worth_a_pool(paths: list[str]) -> bool:
 
 def _hash_chunk(paths: list[str], objects_dir: str, tmp_dir: str | None) -> list[Stored]:
     return [store_file(p, objects_dir, tmp_dir) for p in paths]
+
+
+def publish(store: ObjectStore, *, jobs: int) -> None:
+    """Make the store's pending objects durable and give them their names.
+
+    One sync barrier (their bytes are on disk), the renames (in workers when there are
+    many), a second barrier (the names are on disk). Only then may a manifest name them.
+    """
+    if len(store.pending) < MIN_FILES_FOR_POOL or jobs <= 1:
+        store.publish()
+        return
+    tmps, store.pending = store.pending, []
+    store.sync()
+    crash.point("objects-synced")
+    chunks = [(store.objects_dir, list(c)) for c in split(tmps, jobs)]
+    run_chunks(rename_into_place, chunks, jobs=jobs, pool=True, measure=lambda part: (0, 0))
+    store.sync()

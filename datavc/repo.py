@@ -26,7 +26,7 @@ from .links import reflink_works
 from .lock import repo_lock
 from .manifest import Pointer
 from .objects import ObjectStore
-from .parallel import default_jobs
+from .parallel import default_jobs, publish
 from .paths import split_relpath
 from .report import Reporter
 from .state import StatCache, now_ns
@@ -288,7 +288,7 @@ class Repo:
             self.reporter.end()
         self._ensure_objects(rel, root)
         tree.finish(root, store=self.store, where=rel)
-        self.store.sync()
+        publish(self.store, jobs=self.jobs)
         state.retain_under(rel, scan.seen)
         return self._write_pointer(rel, root, hashed, scan.skipped, state)
 
@@ -483,7 +483,7 @@ class Repo:
             if write:
                 with self._locked("hash-object"):
                     oid = Oid(self.store.add_file(os.fspath(path)).digest)
-                    self.store.sync()
+                    publish(self.store, jobs=1)
                 return oid
             return hash_file(path)[0]
         except OSError as exc:

@@ -133,7 +133,8 @@ def _cache_link(path: str, rel: str, out: Scan, objs: str) -> FileNode | None:
 
 def resolve(scan_: Scan, *, store: ObjectStore | None, state: StatCache, started_ns: int,
             jobs: int, progress: Callable[[int, int], None] | None = None) -> None:
-    """Hash the files the stat cache did not know (copying them into ``store`` if given)."""
+    """Hash the files the stat cache did not know; with ``store``, also stage them there
+    (pending until :func:`datavc.parallel.publish`)."""
     if not scan_.todo:
         return
     paths = [abs_path for _, abs_path, _ in scan_.todo]

@@ -12,14 +12,14 @@ import pytest
 from datavc import fsutil, links
 from datavc.errors import DatavcError, IntegrityError
 from datavc.links import Linker
-from datavc.objects import ObjectStore
+from tests.unit.stores import PublishingStore
 
 DATA = b"object content\n" * 100
 
 
 @pytest.fixture
 def store(tmp_path):
-    s = ObjectStore(str(tmp_path / "cache"))
+    s = PublishingStore(str(tmp_path / "cache"))
     s.ensure_layout()
     return s
 

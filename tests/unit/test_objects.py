@@ -13,11 +13,12 @@ from datavc import objects
 from datavc.errors import DatavcError, IntegrityError, ObjectMissingError
 from datavc.hashing import Oid, hash_bytes
 from datavc.objects import ObjectStore, read_verified, stat_key, store_file, verify_object
+from tests.unit.stores import PublishingStore
 
 
 @pytest.fixture
 def store(tmp_path):
-    s = ObjectStore(str(tmp_path / "cache"))
+    s = PublishingStore(str(tmp_path / "cache"))
     s.ensure_layout()
     return s
 
@@ -209,3 +210,30 @@ def test_sync_runs(store):
 def test_object_path_matches_digest():
     digest = xxhash.xxh3_128_digest(b"q")
     assert objects.object_path("/o", digest) == f"/o/{digest.hex()[:2]}/{digest.hex()[2:]}"
+
+
+def test_staged_objects_are_invisible_until_published(tmp_path):
+    """Two-phase writes: nothing reaches its object name before the sync barrier."""
+    store = ObjectStore(str(tmp_path / "cache"))
+    store.ensure_layout()
+    src = tmp_path / "f"
+    src.write_bytes(b"payload")
+    oid = Oid(store.add_file(str(src)).digest)
+    listing_oid = store.add_bytes(b"listing")
+    assert not store.has(oid) and not store.has(listing_oid)
+    assert len(os.listdir(store.tmp_dir)) == 2
+    store.publish()
+    assert store.has(oid) and store.has(listing_oid)
+    assert os.listdir(store.tmp_dir) == []
+    assert store.read_bytes(listing_oid) == b"listing"
+
+
+def test_publish_many_in_workers_names_every_object(tmp_path):
+    from datavc.parallel import MIN_FILES_FOR_POOL, publish
+
+    store = ObjectStore(str(tmp_path / "cache"))
+    store.ensure_layout()
+    oids = {store.add_bytes(str(i).encode()) for i in range(MIN_FILES_FOR_POOL + 10)}
+    publish(store, jobs=2)
+    assert set(store.iter_oids()) == oids
+    assert os.listdir(store.tmp_dir) == []

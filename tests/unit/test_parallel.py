@@ -10,8 +10,8 @@ import pytest
 from datavc import parallel
 from datavc.errors import DatavcError
 from datavc.hashing import Oid, hash_bytes
-from datavc.objects import ObjectStore
-from datavc.parallel import hash_files
+from datavc.parallel import hash_files, publish
+from tests.unit.stores import PublishingStore
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def files(tmp_path):
 
 @pytest.fixture
 def store(tmp_path):
-    s = ObjectStore(str(tmp_path / "cache"))
+    s = PublishingStore(str(tmp_path / "cache"))
     s.ensure_layout()
     return s
 
@@ -46,6 +46,8 @@ def test_serial_results_in_order_and_stored(files, store):
     res = hash_files(files, store=store, jobs=1)
     assert [r.digest for r in res] == _expected(files)
     assert [r.size for r in res] == [os.path.getsize(p) for p in files]
+    assert not any(store.has(Oid(r.digest)) for r in res)  # staged, not yet named
+    publish(store, jobs=1)
     assert all(store.has(Oid(r.digest)) for r in res)
 
 
@@ -55,6 +57,8 @@ def test_pool_gives_the_same_results_in_order(files, store, pool):
     assert [r.digest for r in res] == _expected(files)
     assert sum(n for n, _ in seen) == len(files)
     assert sum(b for _, b in seen) == sum(os.path.getsize(p) for p in files)
+    assert list(store.iter_oids()) == []
+    publish(store, jobs=2)
     assert {o.digest for o in store.iter_oids()} == set(_expected(files))
     assert os.listdir(store.tmp_dir) == []
 

@@ -13,10 +13,10 @@ from datavc.errors import DatavcError, InvalidInputError
 from datavc.fsutil import TMP_MARK
 from datavc.hashing import hash_bytes
 from datavc.listing import Entry
-from datavc.objects import ObjectStore
 from datavc.state import StatCache
 from datavc.tree import DirNode, FileNode
 from tests.conftest import gen
+from tests.unit.stores import PublishingStore
 
 SPEC = {"a.txt": "A", "s": {"b.bin": b"\0B", "deep": {"c": "CCC"}}, "t": {"d": "D"}}
 
@@ -29,7 +29,7 @@ def ws(tmp_path):
 
 @pytest.fixture
 def store(tmp_path):
-    s = ObjectStore(str(tmp_path / "cache"))
+    s = PublishingStore(str(tmp_path / "cache"))
     s.ensure_layout()
     return s
 

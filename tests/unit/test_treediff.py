@@ -9,10 +9,10 @@ import pytest
 
 from datavc import tree
 from datavc.hashing import Oid, hash_bytes
-from datavc.objects import ObjectStore
 from datavc.state import StatCache
 from datavc.treediff import Change, Ref, diff
 from tests.conftest import gen
+from tests.unit.stores import PublishingStore
 
 SPEC = {"a.txt": "A", "s": {"b": "B", "deep": {"c": "C"}}, "t": {"d": "D"}}
 
@@ -25,7 +25,7 @@ def ws(tmp_path):
 
 @pytest.fixture
 def store(tmp_path):
-    s = ObjectStore(str(tmp_path / "cache"))
+    s = PublishingStore(str(tmp_path / "cache"))
     s.ensure_layout()
     return s
 
