@@ -25,7 +25,7 @@ from .hashing import Oid, hash_file
 from .links import reflink_works
 from .lock import repo_lock
 from .manifest import Pointer
-from .objects import ObjectStore
+from .objects import ObjectStore, Stored
 from .parallel import default_jobs, publish
 from .paths import split_relpath
 from .report import Reporter
@@ -165,6 +165,8 @@ class Repo:
 
     def _scan(self, rel: str, state: StatCache, *, locked: bool) -> tree.Scan:
         scan = tree.scan(self.root, rel, state, self.store.objects_dir)
+        if scan.root is not None and not self._tracks_exec:
+            tree.clear_exec(scan.root)
         if locked:
             for path in scan.litter:
                 with suppress(OSError):
@@ -282,15 +284,23 @@ class Repo:
             self.reporter.warn(f"not tracked: '{path}' ({reason})")
         self.reporter.begin(f"Adding {rel}", hashed)
         try:
-            tree.resolve(scan, store=self.store, state=state, started_ns=started,
-                         jobs=self.jobs, progress=self.reporter.advance)
+            stored = tree.resolve(scan, store=self.store, state=state, started_ns=started,
+                                  jobs=self.jobs, progress=self.reporter.advance,
+                                  track_exec=self._tracks_exec)
         finally:
             self.reporter.end()
         self._ensure_objects(rel, root)
         tree.finish(root, store=self.store, where=rel)
         publish(self.store, jobs=self.jobs)
         state.retain_under(rel, scan.seen)
-        return self._write_pointer(rel, root, hashed, scan.skipped, state)
+        result = self._write_pointer(rel, root, hashed, scan.skipped)
+        self._relink(rel, root, stored, state)
+        return result
+
+    @property
+    def _tracks_exec(self) -> bool:
+        """Hardlinked or symlinked files are the read-only cache objects: no exec bit."""
+        return self.config.link_types[0] not in ("hardlink", "symlink")
 
     def _ensure_objects(self, rel: str, root: tree.Node) -> None:
         """Files known from the stat cache must still have their object: re-store if not."""
@@ -304,7 +314,7 @@ class Repo:
                 node.digest, node.size = stored.digest, stored.size
 
     def _write_pointer(self, rel: str, root: tree.Node, hashed: int,
-                       skipped: list[tuple[str, str]], state: StatCache) -> AddResult:
+                       skipped: list[tuple[str, str]]) -> AddResult:
         kind = tree.root_kind(root)
         nfiles = root.nfiles if isinstance(root, tree.DirNode) else 1
         old = self._pointer_or_none(rel)
@@ -317,7 +327,6 @@ class Repo:
                                 hook="manifest")
         if self.git_or_none is not None:
             scm.ensure_ignored(self.root, rel)
-        self._relink(rel, root, state)
         return AddResult(rel, pointer_rel, pointer.oid, kind, pointer.size, nfiles, hashed,
                          changed, skipped)
 
@@ -332,13 +341,20 @@ class Repo:
                             f"delete {manifest.pointer_path(rel)} to record {rel} afresh"
                             ) from None
 
-    def _relink(self, rel: str, root: tree.Node, state: StatCache) -> None:
-        """With link-type caches, replace workspace copies by links to the cache."""
-        if self._workspace_link_type(rel, root) == "copy":
+    def _relink(self, rel: str, root: tree.Node, stored: list[tuple[str, Stored]],
+                state: StatCache) -> None:
+        """With link-type caches, replace the files just stored by links to the cache.
+
+        Only files hashed in this run, and only while each still has the stat it had when
+        it was hashed: an edit made meanwhile is left alone (status shows it), never lost.
+        """
+        if not stored or self._workspace_link_type(rel, root) == "copy":
             return
-        digests = set(tree.file_digests(root))
-        self._execute(make_plan(rel, root, None, present=digests, skipped=set(),
-                                check_mode=False), state)
+        plan = Plan()
+        for path, res in stored:
+            plan.writes.append((path, tree.FileNode(res.digest, res.size)))
+            plan.expect[path] = res.stat
+        self._execute(plan, state)
 
     def _workspace_link_type(self, rel: str, root: tree.Node) -> str:
         """The strategy checkout would use here: reflink only counts where it works."""
@@ -370,7 +386,8 @@ class Repo:
         want = self._load_tree(rel, pointer)
         started = now_ns()
         scan = self._scan(rel, state, locked=True)
-        tree.resolve(scan, store=None, state=state, started_ns=started, jobs=self.jobs)
+        tree.resolve(scan, store=None, state=state, started_ns=started, jobs=self.jobs,
+                     track_exec=self._tracks_exec)
         digests = set(tree.file_digests(want))
         if scan.root is not None:
             digests.update(tree.file_digests(scan.root))
@@ -427,7 +444,8 @@ class Repo:
         scan = self._scan(rel, state, locked=False)
         if scan.root is None:
             return TargetStatus(rel, pointer_rel, "deleted")
-        tree.resolve(scan, store=None, state=state, started_ns=started, jobs=self.jobs)
+        tree.resolve(scan, store=None, state=state, started_ns=started, jobs=self.jobs,
+                     track_exec=self._tracks_exec)
         tree.finish(scan.root, store=None, where=rel)
         if scan.root.digest == pointer.oid.digest and tree.root_kind(scan.root) == pointer.kind:
             files = tree.file_digests(scan.root)

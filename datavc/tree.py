@@ -132,17 +132,26 @@ def _cache_link(path: str, rel: str, out: Scan, objs: str) -> FileNode | None:
 
 
 def resolve(scan_: Scan, *, store: ObjectStore | None, state: StatCache, started_ns: int,
-            jobs: int, progress: Callable[[int, int], None] | None = None) -> None:
+            jobs: int, progress: Callable[[int, int], None] | None = None,
+            track_exec: bool = True) -> list[tuple[str, Stored]]:
     """Hash the files the stat cache did not know; with ``store``, also stage them there
-    (pending until :func:`datavc.parallel.publish`)."""
+    (pending until :func:`datavc.parallel.publish`). Returns what was hashed.
+
+    Without ``track_exec`` (hardlink/symlink caches, whose files are the read-only cache
+    objects) every file is recorded as not executable.
+    """
     if not scan_.todo:
-        return
+        return []
     paths = [abs_path for _, abs_path, _ in scan_.todo]
     results: list[Stored] = hash_files(paths, store=store, jobs=jobs, progress=progress)
+    hashed = []
     for (rel, _, node), res in zip(scan_.todo, results, strict=True):
-        node.digest, node.size, node.executable = res.digest, res.size, res.executable
+        node.digest, node.size = res.digest, res.size
+        node.executable = res.executable and track_exec
         state.put(rel, res.stat, res.digest, started_ns)
+        hashed.append((rel, res))
     scan_.todo.clear()
+    return hashed
 
 
 def finish(node: Node, *, store: ObjectStore | None, where: str) -> None:
@@ -173,6 +182,15 @@ def finish(node: Node, *, store: ObjectStore | None, where: str) -> None:
     data = listing.encode(rows)
     node.digest = store.add_bytes(data).digest if store else xxhash.xxh3_128_digest(data)
     node.size, node.nfiles = size, nfiles
+
+
+def clear_exec(node: Node) -> None:
+    """Mark every file below ``node`` not executable."""
+    if isinstance(node, FileNode):
+        node.executable = False
+        return
+    for child in node.children.values():
+        clear_exec(child)
 
 
 def _fold_stable(name: str) -> bool:

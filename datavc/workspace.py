@@ -31,6 +31,7 @@ class Plan:
     mkdirs: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    expect: dict[str, StatKey] = field(default_factory=dict)  # replace only if still so
 
 
 def make_plan(rel: str, want: Node, have: Node | None, *, present: set[bytes],
@@ -141,9 +142,10 @@ class Executor:
         for rel in plan.mkdirs:
             with fsutil.open_dir(self.root_fd, _parts(rel), create=True):
                 pass
-        by_dir: dict[str, list[tuple[str, FileNode]]] = {}
+        by_dir: dict[str, list[tuple[str, FileNode, StatKey | None]]] = {}
         for rel, node in plan.writes:
-            by_dir.setdefault(os.path.dirname(rel), []).append((rel, node))
+            by_dir.setdefault(os.path.dirname(rel), []).append((rel, node,
+                                                                plan.expect.get(rel)))
         chunks = [(self.root, self.store.objects_dir, self.link_types, parent, list(part))
                   for parent, items in by_dir.items()
                   for part in split(items, self.jobs, most=512)]
@@ -169,15 +171,20 @@ class Executor:
 
 
 def write_group(root: str, objects_dir: str, link_types: tuple[str, ...], parent: str,
-                items: list[tuple[str, FileNode]]) -> list[Written]:
-    """Place ``items`` (all in directory ``parent``); may run in a worker process."""
+                items: list[tuple[str, FileNode, StatKey | None]]) -> list[Written]:
+    """Place ``items`` (all in directory ``parent``); may run in a worker process.
+
+    An item with an expected stat is replaced only while the file still has that stat.
+    """
     linker = Linker(objects_dir, link_types)
     out: list[Written] = []
     root_fd = os.open(root, fsutil.O_DIR)
     try:
         with fsutil.open_dir(root_fd, _parts(parent), create=True) as dfd:
-            for rel, node in items:
+            for rel, node, expected in items:
                 name = os.path.basename(rel)
+                if expected is not None and _stat_key_at(dfd, name) != expected:
+                    continue
                 if _is_dir(dfd, name):
                     _rmtree(dfd, name)
                 st = linker.place(node.digest, dfd, name, executable=node.executable)
@@ -187,6 +194,13 @@ def write_group(root: str, objects_dir: str, link_types: tuple[str, ...], parent
     finally:
         os.close(root_fd)
     return out
+
+
+def _stat_key_at(dfd: int, name: str) -> StatKey | None:
+    try:
+        return stat_key(os.stat(name, dir_fd=dfd, follow_symlinks=False))
+    except FileNotFoundError:
+        return None
 
 
 def _parts(rel: str) -> list[str]:
