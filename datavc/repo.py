@@ -289,7 +289,7 @@ class Repo:
                                   track_exec=self._tracks_exec)
         finally:
             self.reporter.end()
-        self._ensure_objects(rel, root)
+        self._ensure_objects(rel, root, just_stored={res.digest for _, res in stored})
         tree.finish(root, store=self.store, where=rel)
         publish(self.store, jobs=self.jobs)
         state.retain_under(rel, scan.seen)
@@ -302,14 +302,17 @@ class Repo:
         """Hardlinked or symlinked files are the read-only cache objects: no exec bit."""
         return self.config.link_types[0] not in ("hardlink", "symlink")
 
-    def _ensure_objects(self, rel: str, root: tree.Node) -> None:
-        """Files known from the stat cache must still have their object: re-store if not."""
-        digests = set(tree.file_digests(root))
+    def _ensure_objects(self, rel: str, root: tree.Node, *, just_stored: set[bytes]) -> None:
+        """Files known from the stat cache must still have their object: re-store if not.
+
+        ``just_stored`` are the digests hashed (and staged) in this run.
+        """
+        digests = set(tree.file_digests(root)) - just_stored
         present = self.store.present_digests(digests)
         if present == digests:
             return
         for path, node in tree.walk_files(root, rel):
-            if node.digest not in present:
+            if node.digest in digests and node.digest not in present:
                 stored = self.store.add_file(os.path.join(self.root, path))
                 node.digest, node.size = stored.digest, stored.size
 
