@@ -162,10 +162,18 @@ def store_file(path: str, objects_dir: str, tmp_dir: str | None) -> Stored:
 
     Raises DatavcError when the file changes while it is read.
     """
+    return store_fd(open_for_read(path), path, objects_dir, tmp_dir)
+
+
+def open_for_read(path: str) -> int:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
         raise from_oserror(exc, path, "read") from exc
+
+
+def store_fd(fd: int, path: str, objects_dir: str, tmp_dir: str | None) -> Stored:
+    """:func:`store_file` on an already opened ``fd`` (closed here)."""
     tmp = None
     try:
         before = os.fstat(fd)

@@ -7,6 +7,7 @@ order. Few or small inputs stay in this process: a pool costs more than it saves
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 
 from . import crash
 from .errors import DatavcError
-from .objects import ObjectStore, Stored, rename_into_place, store_file
+from .objects import ObjectStore, Stored, open_for_read, rename_into_place, store_fd
 
 MIN_FILES_FOR_POOL = 512
 MIN_BYTES_FOR_POOL = 256 << 20
@@ -104,8 +105,30 @@ def worth_a_pool(paths: list[str]) -> bool:
     return total >= MIN_BYTES_FOR_POOL
 
 
+PREFETCH = 64
+
+
 def _hash_chunk(paths: list[str], objects_dir: str, tmp_dir: str | None) -> list[Stored]:
-    return [store_file(p, objects_dir, tmp_dir) for p in paths]
+    """Hash a chunk, asking the kernel to read ahead a batch of files at a time.
+
+    Files are opened and announced with POSIX_FADV_WILLNEED in batches, so cold small-file
+    reads are queued to the disk together instead of waiting one by one.
+    """
+    out: list[Stored] = []
+    for start in range(0, len(paths), PREFETCH):
+        batch = paths[start:start + PREFETCH]
+        fds: list[int] = []
+        try:
+            for p in batch:
+                fds.append(open_for_read(p))
+                with contextlib.suppress(OSError):
+                    os.posix_fadvise(fds[-1], 0, 0, os.POSIX_FADV_WILLNEED)
+            for p in batch:
+                out.append(store_fd(fds.pop(0), p, objects_dir, tmp_dir))  # closes the fd
+        finally:
+            for fd in fds:
+                os.close(fd)
+    return out
 
 
 def publish(store: ObjectStore, *, jobs: int) -> None:

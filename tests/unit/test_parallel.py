@@ -64,7 +64,8 @@ def test_pool_gives_the_same_results_in_order(files, store, pool):
 
 
 def test_pool_really_uses_other_processes(pool, monkeypatch):
-    monkeypatch.setattr(parallel, "store_file", lambda p, *a: _pid_result(p))
+    monkeypatch.setattr(parallel, "open_for_read", lambda p: os.open(os.devnull, os.O_RDONLY))
+    monkeypatch.setattr(parallel, "store_fd", lambda fd, p, *a: (os.close(fd), _pid_result(p))[1])
     res = hash_files([str(i) for i in range(64)], store=None, jobs=2)
     assert [r[0] for r in res] == [str(i) for i in range(64)]
     assert os.getpid() not in {r[1] for r in res}

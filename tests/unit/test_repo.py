@@ -11,14 +11,14 @@ from tests.conftest import gen
 
 def _count_reads(monkeypatch) -> list[str]:
     seen: list[str] = []
-    real = objects.store_file
+    real = objects.store_fd
 
-    def counting(path, *args, **kwargs):
+    def counting(fd, path, *args, **kwargs):
         seen.append(path)
-        return real(path, *args, **kwargs)
+        return real(fd, path, *args, **kwargs)
 
-    monkeypatch.setattr(objects, "store_file", counting)
-    monkeypatch.setattr("datavc.parallel.store_file", counting)
+    monkeypatch.setattr(objects, "store_fd", counting)
+    monkeypatch.setattr("datavc.parallel.store_fd", counting)
     return seen
 
 
