@@ -22,6 +22,8 @@ from .hashing import CHUNK, Oid
 from .objects import object_path
 
 FICLONE = 0x40049409
+_NO_TMPFILE = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT, errno.EXDEV,
+               errno.EPERM, errno.ENOSYS}
 _FALLBACK_ERRNOS = {errno.EXDEV, errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL, errno.EPERM,
                     errno.EMLINK, errno.ENOSYS, errno.EBADF}
 
@@ -32,10 +34,15 @@ class Linker:
     def __init__(self, objects_dir: str, types: tuple[str, ...]) -> None:
         self.objects_dir = objects_dir
         self.types = list(types)
+        self.unnamed = hasattr(os, "O_TMPFILE")  # until the file system says otherwise
 
     def place(self, digest: bytes, dir_fd: int, name: str, *, executable: bool) -> os.stat_result:
         """Put object ``digest`` at ``name`` in ``dir_fd``; return the new file's lstat."""
         src = object_path(self.objects_dir, digest)
+        if self.types[0] == "copy" and self.unnamed:
+            st = self._copy_unnamed(src, digest, dir_fd, name, executable)
+            if st is not None:
+                return st
         while True:
             kind = self.types[0]
             tmp = fsutil.tmp_name()
@@ -60,27 +67,74 @@ class Linker:
     def current(self) -> str:
         return self.types[0]
 
+    def _copy_unnamed(self, src: str, digest: bytes, dir_fd: int, name: str,
+                      executable: bool) -> os.stat_result | None:
+        """Copy into an unnamed O_TMPFILE and link it in once verified: as atomic as
+        temp+rename, one directory operation cheaper. None where unsupported."""
+        flags = os.O_WRONLY | getattr(os, "O_TMPFILE", 0) | os.O_CLOEXEC
+        try:
+            dfd = os.open(".", flags, 0o777 if executable else 0o666, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno in _NO_TMPFILE:
+                self.unnamed = False
+                return None
+            raise
+        try:
+            _copy_verified(src, digest, dfd)
+            crash.point("workspace-tmp-written")
+            if not self._link_in(dfd, dir_fd, name):
+                return None
+        finally:
+            os.close(dfd)
+        crash.point("workspace-replaced")
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+
+    def _link_in(self, fd: int, dir_fd: int, name: str) -> bool:
+        proc = f"/proc/self/fd/{fd}"
+        try:
+            os.link(proc, name, dst_dir_fd=dir_fd, follow_symlinks=True)
+            return True
+        except FileExistsError:
+            tmp = fsutil.tmp_name()
+            os.link(proc, tmp, dst_dir_fd=dir_fd, follow_symlinks=True)
+            try:
+                os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp, dir_fd=dir_fd)
+                raise
+            return True
+        except OSError as exc:
+            if exc.errno in _NO_TMPFILE:  # no /proc, or linking unnamed files refused
+                self.unnamed = False
+                return False
+            raise
+
 
 def _copy(src: str, digest: bytes, dir_fd: int, tmp: str, executable: bool) -> None:
+    dfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                  0o777 if executable else 0o666, dir_fd=dir_fd)
+    try:
+        _copy_verified(src, digest, dfd)
+    except BaseException:
+        os.close(dfd)
+        os.unlink(tmp, dir_fd=dir_fd)
+        raise
+    os.close(dfd)
+
+
+def _copy_verified(src: str, digest: bytes, dfd: int) -> None:
+    """Copy object ``src`` into ``dfd``, hashing as it goes; IntegrityError on a mismatch
+    (the caller discards what was written)."""
     sfd = _open_object(src)
     try:
-        dfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                      0o777 if executable else 0o666, dir_fd=dir_fd)
-        try:
-            got = _copy_hashing(sfd, dfd)
-        except BaseException:
-            os.close(dfd)
-            os.unlink(tmp, dir_fd=dir_fd)
-            raise
-        os.close(dfd)
+        got = _copy_hashing(sfd, dfd)
     finally:
         os.close(sfd)
     if got != digest:
-        os.unlink(tmp, dir_fd=dir_fd)
-        oid = Oid(digest)
         raise IntegrityError(
-            f"cache object {oid} is corrupt: its content does not match its id ({src})",
-            hint="run `datavc fsck`, then re-fetch or re-add the data")
+            f"cache object {Oid(digest)} is corrupt: its content does not match its id ({src})",
+            hint="delete it and re-add or re-fetch the data that produced it")
 
 
 def _copy_hashing(sfd: int, dfd: int) -> bytes:
