@@ -12,6 +12,7 @@ copied, so every byte is read once.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
@@ -214,26 +215,16 @@ def _store_small(fd: int, size: int, objects_dir: str,
 
 def _store_stream(fd: int, objects_dir: str,
                   tmp_dir: str | None) -> tuple[bytes, str | None]:
-    hasher = xxhash.xxh3_128()
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    out = None
-    if tmp_dir is not None:
-        tmp = os.path.join(tmp_dir, f"stream-{fsutil.tmp_name()}")
-        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+    if tmp_dir is None:
+        return hash_fd(fd)[0].digest, None
+    tmp = os.path.join(tmp_dir, f"stream-{fsutil.tmp_name()}")
+    out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
     try:
-        while n := os.readv(fd, [buf]):
-            hasher.update(view[:n])
-            if out is not None:
-                fsutil.write_all(out, view[:n])
+        digest = _copy_stream(fd, out)
     except BaseException:
-        if out is not None:
-            os.close(out)
-            os.unlink(tmp)
+        os.close(out)
+        os.unlink(tmp)
         raise
-    digest = hasher.digest()
-    if out is None:
-        return digest, None
     os.close(out)
     if os.path.exists(object_path(objects_dir, digest)):
         os.unlink(tmp)
@@ -242,6 +233,47 @@ def _store_stream(fd: int, objects_dir: str,
     os.rename(tmp, named)  # within tmp/: the name now says which object it will become
     crash.point("object-tmp-written")
     return digest, named
+
+
+def _copy_stream(src: int, out: int) -> bytes:
+    """Copy ``src`` into ``out`` in CHUNK pieces and return the digest of what ``out`` holds.
+
+    The kernel copies each piece (copy_file_range: no trip through Python, and a reflink or
+    server-side copy where the file system offers one); the piece is then read back from
+    ``out`` (page cache) and hashed, so the object's name always matches the bytes it holds,
+    even if the source changes meanwhile (the caller's fstat check refuses such a source).
+    Falls back to read-hash-write where copy_file_range is unsupported.
+    """
+    hasher = xxhash.xxh3_128()
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    pos = 0
+    while True:
+        try:
+            n = os.copy_file_range(src, out, CHUNK, pos, pos)
+        except OSError as exc:
+            if exc.errno not in _NO_COPY_RANGE:
+                raise
+            return _copy_by_hand(src, out, pos, hasher, buf)
+        if not n:
+            return hasher.digest()
+        got = os.preadv(out, [view[:n]], pos)
+        hasher.update(view[:got])
+        pos += n
+
+
+def _copy_by_hand(src: int, out: int, pos: int, hasher: xxhash.xxh3_128,
+                  buf: bytearray) -> bytes:
+    view = memoryview(buf)
+    while n := os.preadv(src, [buf], pos):
+        hasher.update(view[:n])
+        os.lseek(out, pos, os.SEEK_SET)
+        fsutil.write_all(out, view[:n])
+        pos += n
+    return hasher.digest()
+
+
+_NO_COPY_RANGE = {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF}
 
 
 def _write_tmp(tmp_dir: str, digest: bytes, data: bytes) -> str:

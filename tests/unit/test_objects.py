@@ -237,3 +237,31 @@ def test_publish_many_in_workers_names_every_object(tmp_path):
     publish(store, jobs=2)
     assert set(store.iter_oids()) == oids
     assert os.listdir(store.tmp_dir) == []
+
+
+@pytest.mark.parametrize("fail_after", [0, 1])
+def test_big_file_falls_back_when_copy_file_range_is_unsupported(tmp_path, monkeypatch,
+                                                                  fail_after):
+    """EXDEV/EINVAL from copy_file_range (at once or mid-file) falls back to read+write."""
+    import errno
+
+    store = ObjectStore(str(tmp_path / "cache"))
+    store.ensure_layout()
+    src = tmp_path / "big"
+    data = os.urandom(10 * 1024 * 1024 + 123)
+    src.write_bytes(data)
+    real = os.copy_file_range
+    calls = []
+
+    def flaky(*args):
+        calls.append(args)
+        if len(calls) > fail_after:
+            raise OSError(errno.EXDEV, "cross-device")
+        return real(*args)
+
+    monkeypatch.setattr(os, "copy_file_range", flaky)
+    stored = store.add_file(str(src))
+    store.publish()
+    oid = Oid(stored.digest)
+    assert oid == hash_bytes(data)
+    assert Path(store.path(oid)).read_bytes() == data
