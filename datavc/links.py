@@ -19,7 +19,7 @@ import xxhash
 from . import crash, fsutil
 from .errors import DatavcError, IntegrityError
 from .hashing import CHUNK, Oid
-from .objects import object_path
+from .objects import copy_and_hash, object_path
 
 FICLONE = 0x40049409
 _NO_TMPFILE = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT, errno.EXDEV,
@@ -71,7 +71,7 @@ class Linker:
                       executable: bool) -> os.stat_result | None:
         """Copy into an unnamed O_TMPFILE and link it in once verified: as atomic as
         temp+rename, one directory operation cheaper. None where unsupported."""
-        flags = os.O_WRONLY | getattr(os, "O_TMPFILE", 0) | os.O_CLOEXEC
+        flags = os.O_RDWR | getattr(os, "O_TMPFILE", 0) | os.O_CLOEXEC
         try:
             dfd = os.open(".", flags, 0o777 if executable else 0o666, dir_fd=dir_fd)
         except OSError as exc:
@@ -112,7 +112,7 @@ class Linker:
 
 
 def _copy(src: str, digest: bytes, dir_fd: int, tmp: str, executable: bool) -> None:
-    dfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+    dfd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                   0o777 if executable else 0o666, dir_fd=dir_fd)
     try:
         _copy_verified(src, digest, dfd)
@@ -138,19 +138,14 @@ def _copy_verified(src: str, digest: bytes, dfd: int) -> None:
 
 
 def _copy_hashing(sfd: int, dfd: int) -> bytes:
-    hasher = xxhash.xxh3_128()
+    """Copy and return the digest of what was written: small objects in one read, big ones
+    by the kernel, hashed as read back from the destination."""
     size = os.fstat(sfd).st_size
-    if size <= CHUNK:
-        data = os.read(sfd, size + 1)  # a longer object fails the hash check below
-        hasher.update(data)
-        fsutil.write_all(dfd, data)
-        return hasher.digest()
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    while n := os.readv(sfd, [buf]):
-        hasher.update(view[:n])
-        fsutil.write_all(dfd, view[:n])
-    return hasher.digest()
+    if size > CHUNK:
+        return copy_and_hash(sfd, dfd)
+    data = os.read(sfd, size + 1)  # a longer object fails the hash check
+    fsutil.write_all(dfd, data)
+    return xxhash.xxh3_128_digest(data)
 
 
 def reflink_works(src: str, dst_dir: str) -> bool:

@@ -220,7 +220,7 @@ def _store_stream(fd: int, objects_dir: str,
     tmp = os.path.join(tmp_dir, f"stream-{fsutil.tmp_name()}")
     out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
     try:
-        digest = _copy_stream(fd, out)
+        digest = copy_and_hash(fd, out)
     except BaseException:
         os.close(out)
         os.unlink(tmp)
@@ -235,7 +235,7 @@ def _store_stream(fd: int, objects_dir: str,
     return digest, named
 
 
-def _copy_stream(src: int, out: int) -> bytes:
+def copy_and_hash(src: int, out: int) -> bytes:
     """Copy ``src`` into ``out`` in CHUNK pieces and return the digest of what ``out`` holds.
 
     The kernel copies each piece (copy_file_range: no trip through Python, and a reflink or
