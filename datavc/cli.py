@@ -169,7 +169,7 @@ def status(targets: tuple[str, ...], as_json: bool) -> None:
         click.echo("Data and manifests are up to date.")
     for r in results:
         if r.not_in_cache:
-            click.echo(f"{r.path}: {r.not_in_cache} file(s) not in the cache "
+            click.echo(f"{r.path}: {r.not_in_cache} object(s) not in the cache "
                        f"(`datavc commit {r.path}` stores them)")
         if r.state == "clean":
             continue

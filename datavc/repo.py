@@ -64,7 +64,7 @@ class TargetStatus:
     pointer: str
     state: str
     changes: list[Change] = field(default_factory=list)
-    not_in_cache: int | None = None  # files of the manifest whose object is not cached
+    not_in_cache: int | None = None  # objects (files, listings) of a clean target not cached
 
     def to_dict(self) -> dict[str, object]:
         return {"path": self.path, "pointer": self.pointer, "state": self.state,
@@ -289,7 +289,7 @@ class Repo:
                                   track_exec=self._tracks_exec)
         finally:
             self.reporter.end()
-        self._ensure_objects(rel, root, just_stored={res.digest for _, res in stored})
+        stored += self._ensure_objects(rel, root, just_stored={res.digest for _, res in stored})
         tree.finish(root, store=self.store, where=rel)
         publish(self.store, jobs=self.jobs)
         state.retain_under(rel, scan.seen)
@@ -302,19 +302,21 @@ class Repo:
         """Hardlinked or symlinked files are the read-only cache objects: no exec bit."""
         return self.config.link_types[0] not in ("hardlink", "symlink")
 
-    def _ensure_objects(self, rel: str, root: tree.Node, *, just_stored: set[bytes]) -> None:
-        """Files known from the stat cache must still have their object: re-store if not.
-
-        ``just_stored`` are the digests hashed (and staged) in this run.
-        """
+    def _ensure_objects(self, rel: str, root: tree.Node, *,
+                        just_stored: set[bytes]) -> list[tuple[str, Stored]]:
+        """Files known from the stat cache must still have their object: store them if not
+        (e.g. hashed by an earlier status). ``just_stored``: digests staged in this run."""
         digests = set(tree.file_digests(root)) - just_stored
         present = self.store.present_digests(digests)
         if present == digests:
-            return
+            return []
+        restored = []
         for path, node in tree.walk_files(root, rel):
             if node.digest in digests and node.digest not in present:
-                stored = self.store.add_file(os.path.join(self.root, path))
-                node.digest, node.size = stored.digest, stored.size
+                res = self.store.add_file(os.path.join(self.root, path))
+                node.digest, node.size = res.digest, res.size
+                restored.append((path, res))
+        return restored
 
     def _write_pointer(self, rel: str, root: tree.Node, hashed: int,
                        skipped: list[tuple[str, str]]) -> AddResult:
@@ -400,6 +402,7 @@ class Repo:
                          check_mode=self.config.link_types[0] in ("copy", "reflink"))
         if not force:
             refuse_conflicts(plan)
+        plan.verify = set(plan.conflicts)
         return plan
 
     def _load_tree(self, rel: str, pointer: Pointer) -> tree.Node:
@@ -452,8 +455,9 @@ class Repo:
         tree.finish(scan.root, store=None, where=rel)
         if scan.root.digest == pointer.oid.digest and tree.root_kind(scan.root) == pointer.kind:
             files = tree.file_digests(scan.root)
-            present = self.store.present_digests(set(files))
-            missing = sum(1 for d in files if d not in present)
+            listings = [n.digest for _, n in tree.walk_dirs(scan.root, rel)]
+            present = self.store.present_digests(set(files) | set(listings))
+            missing = sum(1 for d in files + listings if d not in present)
             return TargetStatus(rel, pointer_rel, "clean", not_in_cache=missing)
         old = Ref(pointer.kind, pointer.oid.digest, pointer.size)
         try:

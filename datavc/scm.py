@@ -61,18 +61,25 @@ class Git:
         parents = [] if repo.head_is_unborn else [repo.head.target]
         if parents and repo[parents[0]].peel(self._pygit2.Tree).id == tree:
             return None
-        sig = self._signature()
-        oid = repo.create_commit("HEAD", sig, sig, message, tree, parents)
+        author, committer = self._signature("AUTHOR"), self._signature("COMMITTER")
+        oid = repo.create_commit("HEAD", author, committer, message, tree, parents)
         return str(oid)
 
-    def _signature(self) -> Any:
+    def _signature(self, role: str) -> Any:
+        """As git does: GIT_<ROLE>_NAME/EMAIL from the environment, else user.name/email."""
+        name, email = os.environ.get(f"GIT_{role}_NAME"), os.environ.get(f"GIT_{role}_EMAIL")
         try:
-            return self.repo.default_signature
+            default = None if name and email else self.repo.default_signature
         except (KeyError, self._pygit2.GitError):
-            raise DatavcError(
-                "git does not know who you are: cannot create the commit",
-                hint='run `git config user.name "Your Name"` and '
-                     '`git config user.email you@example.com`') from None
+            default = None
+        name = name or (default.name if default else None)
+        email = email or (default.email if default else None)
+        if name and email:
+            return self._pygit2.Signature(name, email)
+        raise DatavcError(
+            "git does not know who you are: cannot create the commit",
+            hint='run `git config user.name "Your Name"` and '
+                 '`git config user.email you@example.com`')
 
 
 def gitignore_pattern(name: str) -> str:

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 
 from . import fsutil
 from .errors import CheckoutConflictError, from_oserror
+from .hashing import Oid
 from .links import Linker
-from .objects import ObjectStore, StatKey, object_path, stat_key
+from .objects import ObjectStore, StatKey, object_path, stat_key, verify_object
 from .parallel import MIN_FILES_FOR_POOL, run_chunks, split
 from .state import StatCache
 from .tree import DirNode, FileNode, Node, walk_dirs, walk_files
@@ -32,6 +33,7 @@ class Plan:
     conflicts: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     expect: dict[str, StatKey] = field(default_factory=dict)  # replace only if still so
+    verify: set[str] = field(default_factory=set)  # re-hash the object before linking it
 
 
 def make_plan(rel: str, want: Node, have: Node | None, *, present: set[bytes],
@@ -146,7 +148,8 @@ class Executor:
         for rel, node in plan.writes:
             by_dir.setdefault(os.path.dirname(rel), []).append((rel, node,
                                                                 plan.expect.get(rel)))
-        chunks = [(self.root, self.store.objects_dir, self.link_types, parent, list(part))
+        chunks = [(self.root, self.store.objects_dir, self.link_types, parent, list(part),
+                   {rel for rel, _, _ in part if rel in plan.verify})
                   for parent, items in by_dir.items()
                   for part in split(items, self.jobs, most=512)]
         written = run_chunks(write_group, chunks, jobs=self.jobs,
@@ -171,10 +174,15 @@ class Executor:
 
 
 def write_group(root: str, objects_dir: str, link_types: tuple[str, ...], parent: str,
-                items: list[tuple[str, FileNode, StatKey | None]]) -> list[Written]:
+                items: list[tuple[str, FileNode, StatKey | None]],
+                verify: set[str]) -> list[Written]:
     """Place ``items`` (all in directory ``parent``); may run in a worker process.
 
     An item with an expected stat is replaced only while the file still has that stat.
+    ``copy`` verifies every object as it copies it. ``hardlink``/``symlink`` re-hash each
+    object before linking it: an in-place edit of a linked file (after a chmod) corrupts
+    the shared object, and such an object must never be linked as if it were sound. The
+    others re-hash only the objects of ``verify`` (files replaced by --force).
     """
     linker = Linker(objects_dir, link_types)
     out: list[Written] = []
@@ -189,6 +197,9 @@ def write_group(root: str, objects_dir: str, link_types: tuple[str, ...], parent
                     continue
                 if _is_dir(dfd, name):
                     _rmtree(dfd, name)
+                if linker.current in ("hardlink", "symlink") or (
+                        expected is None and rel in verify and linker.current != "copy"):
+                    verify_object(object_path(objects_dir, node.digest), Oid(node.digest))
                 st = linker.place(node.digest, dfd, name, executable=node.executable)
                 out.append((rel, stat_key(st), node.digest, node.size))
     except OSError as exc:
