@@ -93,9 +93,6 @@ def test_commit_relinks_a_replaced_file(root, run, linked):
     assert path.is_symlink() == (linked == "symlink")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: commit relinks only files it hashed itself; a file "
-                   "that an earlier status already hashed (stat cache hit) stays a plain copy, "
-                   "unlike what docs/format.md promises after add/commit")
 def test_commit_relinks_a_replaced_file_already_seen_by_status(root, run, linked):
     path = root / "data/a.txt"
     path.unlink()
@@ -123,10 +120,9 @@ def test_status_detects_in_place_edit_of_hardlinked_file(root, run):
     assert path.read_text() == "alpha edited"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: after an in-place edit of a hardlinked file (which "
-                   "also corrupts the cache object), checkout --force 're-links' the corrupt "
-                   "object unverified, exits 0 and status then reports 'up to date'")
-def test_force_checkout_after_in_place_edit_of_hardlink_is_not_silent(root, run):
+def test_force_checkout_after_in_place_edit_of_hardlink_exits_3(root, run):
+    """The in-place edit also rewrote the shared cache object: --force must not link it back
+    as if it were sound (it re-hashes the object first and refuses)."""
     set_link_types(root, ["hardlink"])
     gen(root, {"data": {"a.txt": "alpha"}})
     ok(run("add", "data"))
@@ -134,14 +130,10 @@ def test_force_checkout_after_in_place_edit_of_hardlink_is_not_silent(root, run)
     path.chmod(0o644)
     with open(path, "a") as f:
         f.write(" edited")
-    r = run("checkout", "--force")
-    assert "Traceback" not in r.err
-    if r.code == 0:
-        assert path.read_text() == "alpha"
-        assert "up to date" in ok(run("status")).out
-    else:
-        assert r.code == 3, r  # the cache object no longer matches its id
-        assert "modified" in ok(run("status")).out
+    r = fails(run("checkout", "--force"), 3)
+    assert oid_of(b"alpha") in r.err and "corrupt" in r.err
+    assert path.read_text() == "alpha edited"
+    assert "data: modified" in ok(run("status")).out
 
 
 @pytest.mark.parametrize("kind", ["hardlink", "symlink"])
@@ -160,20 +152,16 @@ def test_executable_file_in_linked_dataset_is_clean_after_add(root, run, kind):
     assert st["state"] == "clean", st
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: hardlink checkout links a corrupt cache object "
-                   "unverified and records it in the stat cache as the wanted id, so status "
-                   "then reports the corrupt file as clean")
-def test_hardlink_checkout_of_a_corrupt_object_is_not_silent(root, run):
-    set_link_types(root, ["hardlink"])
+@pytest.mark.parametrize("kind", ["hardlink", "symlink"])
+def test_linked_checkout_of_a_corrupt_object_exits_3(root, run, kind):
+    set_link_types(root, [kind])
     gen(root, {"data": {"a.txt": "alpha", "b.txt": "beta"}})
     ok(run("add", "data"))
     (root / "data/a.txt").unlink()
     corrupt(object_path(root, oid_of(b"alpha")))
-    r = run("checkout")
-    assert "Traceback" not in r.err
-    if r.code != 3:  # either refuse (integrity error) or at least let status see it
-        [st] = json.loads(ok(run("status", "--json")).out)
-        assert st["state"] != "clean", st
+    r = fails(run("checkout"), 3)
+    assert oid_of(b"alpha") in r.err
+    assert not os.path.lexists(root / "data/a.txt")  # never linked as if it were sound
 
 
 def test_copy_mode_workspace_files_are_writable_and_independent(root, run):
