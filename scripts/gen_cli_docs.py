@@ -30,7 +30,8 @@ HEADER = """\
      change the click help text, then run `python scripts/gen_cli_docs.py`. -->
 
 Every command takes `-h` / `--help`, which prints the same text as this page. Every command
-exits with the codes of [exit-codes.md](exit-codes.md); commands that report take `--json`.
+exits with the codes of [exit-codes.md](exit-codes.md); commands that report take `--json`,
+whose output is described in [json.md](json.md).
 """
 
 

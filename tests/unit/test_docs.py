@@ -1,6 +1,7 @@
 """Docs that cannot drift: docs/cli.md is generated from click, every command has an example
-and a row in README.md, every exit code and error class is in docs/exit-codes.md, and the
-worked examples in docs/format.md are what the code produces today."""
+and a row in README.md, every exit code and error class is in docs/exit-codes.md, the
+worked examples in docs/format.md are what the code produces today, and docs/json.md names
+every key of every --json document."""
 
 from __future__ import annotations
 
@@ -122,3 +123,66 @@ def test_format_md_pointer_example_matches_the_writer():
     size = len(README) + len(MEOW) + len(RUN)
     pointer = Pointer("dir", hash_bytes(root), size, 3).dumps().decode()
     assert pointer in text, "docs/format.md: the pointer manifest example is out of date"
+
+
+# --- docs/json.md: every --json shape is documented, and its examples have exactly its keys ---
+
+
+def _json_sections() -> dict[str, str]:
+    text = (DOCS / "json.md").read_text(encoding="utf-8")
+    parts = re.split(r"^## (datavc [a-z-]+)\n", text, flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def _json_shapes():
+    from datavc.hashing import hash_bytes as h
+    from datavc.repo import AddResult, CheckoutResult, CommitResult, TargetStatus
+    from datavc.treediff import Change
+
+    add = AddResult("data", "data.datavc", h(b""), "dir", 0, 0, 0, True, [("data/p", "symlink")])
+    skipped = add.to_dict()["skipped"][0]
+    change = Change("data/a", "added", None, h(b""), None, 0)
+    status = TargetStatus("data", "data.datavc", "modified", [change]).to_dict()
+    entry = {"path": "data/a", **Entry("a", "file", h(b""), 0).to_dict()}
+    # command: (type of the document, objects whose keys the section's tables must name,
+    #           further objects that may appear in its example)
+    return {
+        "datavc add": (list, [add.to_dict(), skipped], []),
+        "datavc commit": (dict, [CommitResult([add], None).to_dict()], [add.to_dict(), skipped]),
+        "datavc checkout": (list, [CheckoutResult("data", 0, 0, [], []).to_dict()], []),
+        "datavc status": (list, [status, change.to_dict()], []),
+        "datavc ls-manifest": (list, [entry], []),
+    }
+
+
+def _objects(doc):
+    """Every JSON object in ``doc``, at any depth."""
+    if isinstance(doc, dict):
+        yield doc
+        for value in doc.values():
+            yield from _objects(value)
+    elif isinstance(doc, list):
+        for value in doc:
+            yield from _objects(value)
+
+
+@pytest.mark.parametrize("command", ["datavc add", "datavc commit", "datavc checkout",
+                                     "datavc status", "datavc ls-manifest"])
+def test_json_md_documents_every_key(command):
+    import json
+
+    sections = _json_sections()
+    assert command in sections, f"docs/json.md has no section for `{command} --json`"
+    body = sections[command]
+    top, shapes, nested = _json_shapes()[command]
+    documented = set(re.findall(r"^\|\s*`([a-z_]+)`\s*\|", body, flags=re.M))
+    for shape in shapes:
+        missing = set(shape) - documented
+        assert not missing, f"docs/json.md, {command}: undocumented keys {sorted(missing)}"
+    blocks = re.findall(r"```json\n(.*?)```", body, flags=re.S)
+    assert len(blocks) == 1, f"docs/json.md, {command}: expected one JSON example"
+    example = json.loads(blocks[0])
+    assert isinstance(example, top), f"docs/json.md, {command}: the example is not a {top}"
+    keysets = [set(shape) for shape in shapes + nested]
+    for obj in _objects(example):
+        assert set(obj) in keysets, f"docs/json.md, {command}: example keys {sorted(obj)}"
