@@ -115,7 +115,7 @@ def commit(targets: tuple[str, ...], message: str | None, as_json: bool) -> None
     for r in result.recorded:
         if r.changed:
             click.echo(f"Recorded {r.path}: {r.oid}")
-    if not any(r.changed for r in result.recorded):
+    if not any(r.changed for r in result.recorded) and not result.git_commit:
         click.echo("Nothing changed in the tracked data.")
     if message is not None:
         sha = result.git_commit
@@ -143,9 +143,12 @@ def checkout(targets: tuple[str, ...], force: bool, as_json: bool) -> None:
     else:
         for r in results:
             click.echo(f"{r.path}: {r.written} written, {r.deleted} deleted")
+            for path in r.forced:
+                click.echo(f"    discarded (--force): {path}")
     if any(r.missing for r in results):
         raise DatavcError("some files are not in the cache and were left as they are",
-                          hint="fetch them with `datavc pull`")
+                          hint="restore their objects: re-add the data where it still exists, "
+                               "or copy the objects into .datavc/cache from another clone")
 
 
 @cli.command()
@@ -165,7 +168,7 @@ def status(targets: tuple[str, ...], as_json: bool) -> None:
         return
     if not results:
         click.echo("Nothing is tracked yet: `datavc add PATH` to start.")
-    elif all(r.state == "clean" for r in results):
+    elif all(r.state == "clean" and not r.not_in_cache for r in results):
         click.echo("Data and manifests are up to date.")
     for r in results:
         if r.not_in_cache:

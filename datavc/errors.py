@@ -133,7 +133,7 @@ def from_oserror(exc: OSError, path: object, action: str) -> DatavcError:
 
 def _resource_hint(code: int) -> str:
     if code in (errno.ENOSPC, errno.EDQUOT):
-        return "free some space (e.g. `datavc gc`) and run the command again; nothing was lost"
+        return "free some space and run the command again; nothing was lost"
     if code == errno.EFBIG:
         return "raise the file-size limit (ulimit -f) or use a file system that allows the size"
     if code == errno.EROFS:

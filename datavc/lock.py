@@ -54,5 +54,5 @@ def _read_pid(fd: int) -> int | None:
 def _note_stale(fd: int, path: str) -> None:
     pid = _read_pid(fd)
     if pid and pid != os.getpid():
-        print(f"datavc: warning: broke a stale lock left by pid {pid}, which is no longer "
-              f"running ({path})", file=sys.stderr)
+        print(f"datavc: warning: took over the stale lock {path} of pid {pid}, which did not "
+              f"finish cleanly (killed or crashed)", file=sys.stderr)

@@ -121,7 +121,7 @@ class ObjectStore:
         if xxhash.xxh3_128_digest(data) != oid.digest:
             raise IntegrityError(
                 f"cache object {oid} is corrupt: its content does not match its id ({path})",
-                hint="run `datavc fsck` and re-add or re-fetch the data",
+                hint="delete the object file and re-add the data that produced it",
             )
         return data
 
@@ -330,4 +330,4 @@ def verify_object(path: str, oid: Oid) -> None:
     if got != oid:
         raise IntegrityError(f"cache object {oid} is corrupt: its content does not match its id "
                              f"({path})",
-                             hint="run `datavc fsck`, then re-fetch or re-add the data")
+                             hint="delete the object file and re-add the data that produced it")

@@ -57,8 +57,8 @@ def run_chunks(fn: Callable[..., list[T]], chunks: Sequence[tuple[Any, ...]], *,
                     progress(*measure(part))
         except BrokenProcessPool:
             raise DatavcError("a worker process died unexpectedly (out of memory or killed?)",
-                              hint="run the command again; `-j 1` / cache.jobs = 1 uses less "
-                                   "memory") from None
+                              hint="run the command again; `[cache] jobs = 1` in "
+                                   ".datavc/config.toml uses less memory") from None
         except BaseException:
             executor.shutdown(wait=False, cancel_futures=True)
             raise

@@ -161,7 +161,12 @@ class Repo:
     def _locked(self, what: str) -> Iterator[None]:
         with repo_lock(os.path.join(self.dir, "tmp", "lock"), what=what):
             self.store.clear_tmp()
-            yield
+            try:
+                yield
+            except BaseException:
+                self.store.pending.clear()
+                self.store.clear_tmp()  # staged objects of this failed operation
+                raise
 
     def _scan(self, rel: str, state: StatCache, *, locked: bool) -> tree.Scan:
         scan = tree.scan(self.root, rel, state, self.store.objects_dir)
@@ -181,9 +186,15 @@ class Repo:
         text = os.fspath(arg)
         full = os.path.normpath(os.path.join(cwd or os.getcwd(), text))
         rel = os.path.relpath(full, self.root)
-        if rel == "." or rel.startswith(".." + os.sep) or rel == "..":
+        if rel == ".":
+            raise UsageError(f"'{text}' is the repository root itself",
+                             hint="track directories or files inside it, e.g. `datavc add data`")
+        if rel.startswith(".." + os.sep) or rel == "..":
             raise UsageError(f"'{text}' is not inside the repository {self.root}")
         rel = rel.replace(os.sep, "/")
+        if rel.split("/")[0].casefold() in (DATAVC_DIR, ".git"):
+            raise UnsafePathError(f"'{text}' is inside {rel.split('/')[0]}, which datavc "
+                                  "never tracks or writes")
         if rel.endswith(manifest.SUFFIX):
             rel = manifest.target_of(rel)
         parts = split_relpath(rel, where="the command line")
@@ -411,7 +422,9 @@ class Repo:
                              size=pointer.size, nfiles=pointer.nfiles)
         except ObjectMissingError as exc:
             raise ObjectMissingError(f"cannot check out '{rel}': {exc.message}",
-                                     hint="fetch the data from a remote (`datavc pull`)"
+                                     hint="the cache lacks this data: re-add it where it "
+                                          "still exists, or copy the objects from another "
+                                          "clone's .datavc/cache"
                                      ) from None
 
     def _run_checkout(self, rel: str, plan: Plan, state: StatCache) -> CheckoutResult:

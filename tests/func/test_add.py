@@ -251,9 +251,11 @@ def test_add_pointer_name_means_the_target(root, run):
 
 
 def test_add_path_outside_the_repo_is_a_usage_error(root, run):
-    for path in ["/etc/passwd", "../elsewhere", "."]:
+    for path in ["/etc/passwd", "../elsewhere"]:
         r = fails(run("add", path), 2)
         assert "is not inside the repository" in r.err
+    r = fails(run("add", "."), 2)
+    assert "repository root itself" in r.err and "datavc add data" in r.err
 
 
 def test_add_reserved_paths_is_refused(root, run):

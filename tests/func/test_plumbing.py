@@ -78,7 +78,7 @@ def test_cat_object_of_a_corrupt_object_exits_3_and_prints_nothing(root, run):
     corrupt(object_path(root, oid_of(data)), offset=4000)
     r = fails(run("cat-object", oid_of(data)), 3)
     assert r.out == ""
-    assert "corrupt" in r.err and oid_of(data) in r.err and "fsck" in r.err
+    assert "corrupt" in r.err and oid_of(data) in r.err and "re-add" in r.err
 
 
 def test_cat_object_of_a_corrupt_big_object_prints_nothing(root, run):

@@ -79,7 +79,7 @@ def test_from_oserror_maps_resource_errors_to_exit_7(code):
 
 
 def test_from_oserror_hints_are_specific():
-    assert "gc" in from_oserror(OSError(errno.ENOSPC, "x"), "p", "write").hint
+    assert "free some space" in from_oserror(OSError(errno.ENOSPC, "x"), "p", "write").hint
     assert "ulimit -f" in from_oserror(OSError(errno.EFBIG, "x"), "p", "write").hint
     assert "permissions" in from_oserror(OSError(errno.EACCES, "x"), "p", "read").hint
 
