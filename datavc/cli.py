@@ -254,13 +254,14 @@ def main(argv: list[str] | None = None) -> None:
         code = exc.exit_code
     except DatavcError as exc:
         code = _fail(exc)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
     except OSError as exc:  # a file-system failure no layer below translated: still no trace
         code = _fail(from_oserror(exc, exc.filename or "?", "access"))
     except KeyboardInterrupt:
         code = _fail(Interrupted("interrupted"))
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        code = 1
+
     sys.exit(code if isinstance(code, int) else 0)
 
 

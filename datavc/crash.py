@@ -17,7 +17,7 @@ _hits = 0
 POINTS = (
     "object-tmp-written",  # an object's temp file is written, not yet renamed
     "object-renamed",  # an object was renamed into place
-    "objects-synced",  # the sync barrier after all objects of an operation
+    "objects-synced",  # the first barrier of publish: staged objects durable, not yet named
     "manifest-tmp-written",  # a pointer manifest's temp file is written, not yet renamed
     "manifest-written",  # a pointer manifest was renamed into place
     "workspace-tmp-written",  # a checkout temp file is written, not yet renamed over the target

@@ -2,7 +2,7 @@
 
 Contract: an object file either is absent or holds exactly the bytes its name says, even
 after a power loss. Writing is two-phase (git's ``core.fsyncMethod=batch``): every object of
-an operation is first written, read-only, to a temp file ``<cache>/tmp/<hex>-<pid>-<n>``;
+an operation is first written, read-only, to a temp file ``<cache>/tmp/<hex>-<unique>``;
 then :func:`publish` runs one sync barrier, renames them all into place and runs a second
 barrier, after which the manifests that name them may be written. No per-object fsync, and
 an object never reaches its name before its bytes are durable. Bytes are hashed as they are

@@ -30,7 +30,7 @@ from .parallel import default_jobs, publish
 from .paths import split_relpath
 from .report import Reporter
 from .state import StatCache, now_ns
-from .treediff import Change, Ref, diff
+from .treediff import Budget, Change, Ref, diff
 from .workspace import Executor, Plan, make_plan, refuse_conflicts
 
 DATAVC_DIR = ".datavc"
@@ -111,6 +111,7 @@ class Repo:
         self.jobs = self.config.jobs or default_jobs()
         self._git: scm.Git | None = None
         self._git_checked = False
+        self._link_type: str | None = None
 
     # ----------------------------------------------------------------- init
 
@@ -311,7 +312,30 @@ class Repo:
     @property
     def _tracks_exec(self) -> bool:
         """Hardlinked or symlinked files are the read-only cache objects: no exec bit."""
-        return self.config.link_types[0] not in ("hardlink", "symlink")
+        return self.link_type not in ("hardlink", "symlink")
+
+    @property
+    def link_type(self) -> str:
+        """The first configured link type that works here (reflink is probed once)."""
+        if self._link_type is None:
+            self._link_type = "copy"
+            for kind in self.config.link_types:
+                if kind != "reflink" or self._reflink_probe():
+                    self._link_type = kind
+                    break
+        return self._link_type
+
+    def _reflink_probe(self) -> bool:
+        self.store.ensure_layout()
+        probe = os.path.join(self.store.tmp_dir, fsutil.tmp_name("-probe"))
+        try:
+            fsutil.atomic_write(probe, b"reflink probe")
+            return reflink_works(probe, self.root)
+        except DatavcError:
+            return False
+        finally:
+            with suppress(OSError):
+                os.unlink(probe)
 
     def _ensure_objects(self, rel: str, root: tree.Node, *,
                         just_stored: set[bytes]) -> list[tuple[str, Stored]]:
@@ -364,23 +388,14 @@ class Repo:
         Only files hashed in this run, and only while each still has the stat it had when
         it was hashed: an edit made meanwhile is left alone (status shows it), never lost.
         """
-        if not stored or self._workspace_link_type(rel, root) == "copy":
+        if not stored or self.link_type == "copy":
             return
         plan = Plan()
         for path, res in stored:
-            plan.writes.append((path, tree.FileNode(res.digest, res.size)))
+            executable = res.executable and self._tracks_exec
+            plan.writes.append((path, tree.FileNode(res.digest, res.size, executable)))
             plan.expect[path] = res.stat
         self._execute(plan, state)
-
-    def _workspace_link_type(self, rel: str, root: tree.Node) -> str:
-        """The strategy checkout would use here: reflink only counts where it works."""
-        for kind in self.config.link_types:
-            if kind != "reflink":
-                return kind
-            sample = next(tree.walk_files(root, rel), None)
-            if sample and reflink_works(self.store.path(Oid(sample[1].digest)), self.root):
-                return kind
-        return "copy"
 
     # ----------------------------------------------------------- checkout
 
@@ -410,7 +425,7 @@ class Repo:
         present = self.store.present_digests(digests)
         plan = make_plan(rel, want, scan.root, present=present,
                          skipped={p for p, _ in scan.skipped},
-                         check_mode=self.config.link_types[0] in ("copy", "reflink"))
+                         check_mode=self._tracks_exec)
         if not force:
             refuse_conflicts(plan)
         plan.verify = set(plan.conflicts)
@@ -441,7 +456,9 @@ class Repo:
     def _execute(self, plan: Plan, state: StatCache | None = None) -> None:
         root_fd = os.open(self.root, fsutil.O_DIR)
         try:
-            Executor(self.root, root_fd, self.store, self.config.link_types,
+            types = self.config.link_types
+            Executor(self.root, root_fd, self.store, types[types.index(self.link_type):]
+                     if self.link_type in types else ("copy",),
                      state or StatCache(""), self.jobs, self.reporter.advance).run(plan)
         finally:
             os.close(root_fd)
@@ -474,10 +491,15 @@ class Repo:
             return TargetStatus(rel, pointer_rel, "clean", not_in_cache=missing)
         old = Ref(pointer.kind, pointer.oid.digest, pointer.size)
         try:
-            changes = list(diff(self.store, rel, old, scan.root))
+            changes = list(diff(self.store, rel, old, scan.root,
+                                check_mode=self._tracks_exec,
+                                budget=Budget.for_pointer(pointer.nfiles)))
         except ObjectMissingError:
             return TargetStatus(rel, pointer_rel, "not-in-cache")
-        return TargetStatus(rel, pointer_rel, "modified" if changes else "clean", changes)
+        # No file changed but the id did: empty directories came or went (or, where the
+        # executable bit is not tracked, only modes differ, which is not a change).
+        modified = bool(changes) or self._tracks_exec
+        return TargetStatus(rel, pointer_rel, "modified" if modified else "clean", changes)
 
     def _save_state_if_free(self, state: StatCache) -> None:
         try:
@@ -496,14 +518,13 @@ class Repo:
             raise DatavcError("nothing is tracked yet", hint="run `datavc add PATH` first")
         with self._locked("commit"):
             state = self._state()
-            recorded = []
-            for rel in rels:
+            for rel in rels:  # every target is checked before any is recorded
                 if not os.path.lexists(os.path.join(self.root, rel)):
                     raise DatavcError(f"'{rel}' is missing from the workspace",
                                       hint=f"run `datavc checkout {rel}` to restore it, or "
                                            f"delete {rel}{manifest.SUFFIX} to stop tracking it")
                 self.read_pointer(rel)
-                recorded.append(self._record(rel, state))
+            recorded = [self._record(rel, state) for rel in rels]
             state.save()
             sha = self._git_commit(rels, message) if message is not None else None
         return CommitResult(recorded, sha)
@@ -542,16 +563,17 @@ class Repo:
         if ptr.kind == listing.FILE:
             return [(rel, listing.Entry(os.path.basename(rel), listing.FILE, ptr.oid, ptr.size))]
         out: list[tuple[str, listing.Entry]] = []
-        self._walk_listing(ptr.oid, rel, recursive, out)
+        self._walk_listing(ptr.oid, rel, recursive, out, Budget.for_pointer(ptr.nfiles))
         return out
 
     def _walk_listing(self, oid: Oid, prefix: str, recursive: bool,
-                      out: list[tuple[str, listing.Entry]]) -> None:
+                      out: list[tuple[str, listing.Entry]], budget: Budget) -> None:
+        budget.spend(oid)
         for e in listing.decode(self.store.read_bytes(oid), where=str(oid)):
             path = f"{prefix}/{e.name}"
             out.append((path, e))
             if recursive and e.kind == listing.DIR:
-                self._walk_listing(e.oid, path, recursive, out)
+                self._walk_listing(e.oid, path, recursive, out, budget)
 
 
 def find_root(start: str) -> str | None:

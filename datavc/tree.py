@@ -218,6 +218,31 @@ def file_digests(node: Node) -> list[bytes]:
 MAX_DEPTH = 512
 
 
+class Budget:
+    """A bound on how many listings one walk of a stored tree may read.
+
+    A hostile tree can name one subtree many times, so a walk that follows every entry
+    could read listings without end. The pointer's file count bounds a sound tree; empty
+    directories get a fixed allowance on top.
+    """
+
+    EMPTY_DIR_ALLOWANCE = 100_000
+
+    def __init__(self, listings: int) -> None:
+        self.left = listings
+
+    @classmethod
+    def for_pointer(cls, nfiles: int) -> Budget:
+        return cls(nfiles + cls.EMPTY_DIR_ALLOWANCE)
+
+    def spend(self, oid: Oid) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise InvalidInputError(
+                f"the tree holding listing {oid} names more directories than its manifest "
+                "allows", hint="the manifest or a listing was altered; restore it from git")
+
+
 def load(store: ObjectStore, digest: bytes, *, kind: str, size: int | None = None,
          nfiles: int | None = None) -> Node:
     """Read a whole stored tree back from its listings (each one verified and validated).
@@ -228,21 +253,24 @@ def load(store: ObjectStore, digest: bytes, *, kind: str, size: int | None = Non
     """
     if kind == listing.FILE:
         return FileNode(digest, size or 0)
-    return _load_dir(store, digest, size, nfiles, 0)
+    budget = Budget.for_pointer(nfiles if nfiles is not None else 1 << 40)
+    return _load_dir(store, digest, size, nfiles, 0, budget)
 
 
 def _load_dir(store: ObjectStore, digest: bytes, size: int | None, nfiles: int | None,
-              depth: int) -> DirNode:
+              depth: int, budget: Budget) -> DirNode:
     oid = Oid(digest)
     if depth > MAX_DEPTH:
         raise InvalidInputError(f"listing {oid} is nested deeper than {MAX_DEPTH} levels")
+    budget.spend(oid)
     node = DirNode(digest=digest)
     for e in listing.decode(store.read_bytes(oid), where=str(oid)):
         node.nfiles += e.nfiles
         if nfiles is not None and node.nfiles > nfiles:
             break
         if e.kind == listing.DIR:
-            node.children[e.name] = _load_dir(store, e.oid.digest, e.size, e.nfiles, depth + 1)
+            node.children[e.name] = _load_dir(store, e.oid.digest, e.size, e.nfiles, depth + 1,
+                                              budget)
         else:
             node.children[e.name] = FileNode(e.oid.digest, e.size, e.mode == 0o755)
         node.size += e.size

@@ -13,7 +13,7 @@ from typing import Literal
 from . import listing
 from .hashing import Oid
 from .objects import ObjectStore
-from .tree import DirNode, FileNode, Node
+from .tree import Budget, DirNode, FileNode, Node
 
 ChangeKind = Literal["added", "modified", "deleted"]
 
@@ -44,35 +44,39 @@ class Change:
                 "old_size": self.old_size, "new_size": self.new_size}
 
 
-def children(store: ObjectStore, ref: Ref) -> dict[str, Ref]:
+def children(store: ObjectStore, ref: Ref, budget: Budget | None = None) -> dict[str, Ref]:
     oid = Oid(ref.digest)
+    if budget is not None:
+        budget.spend(oid)
     return {e.name: Ref(e.kind, e.oid.digest, e.size, e.mode == 0o755)
             for e in listing.decode(store.read_bytes(oid), where=str(oid))}
 
 
-def diff(store: ObjectStore, rel: str, old: Ref | None, new: Node | None) -> Iterator[Change]:
-    """Changes that turn stored ``old`` into workspace ``new`` at path ``rel``."""
+def diff(store: ObjectStore, rel: str, old: Ref | None, new: Node | None, *,
+         check_mode: bool = True, budget: Budget | None = None) -> Iterator[Change]:
+    """Changes that turn stored ``old`` into workspace ``new`` at path ``rel``.
+
+    Without ``check_mode`` an executable-bit difference alone is not a change.
+    """
+    budget = budget or Budget(1 << 62)
     if old is None and new is None:
         return
     if old is None:
         yield from _all(rel, new, "added")
     elif new is None:
-        yield from _all_stored(store, rel, old, "deleted")
+        yield from _all_stored(store, rel, old, "deleted", budget)
     elif old.kind == listing.FILE and isinstance(new, FileNode):
-        if old.digest != new.digest or old.executable != new.executable:
+        if old.digest != new.digest or (check_mode and old.executable != new.executable):
             yield Change(rel, "modified", Oid(old.digest), Oid(new.digest), old.size, new.size)
     elif old.kind == listing.DIR and isinstance(new, DirNode):
         if old.digest != new.digest:
-            yield from _diff_dirs(store, rel, old, new)
+            olds = children(store, old, budget)
+            for name in sorted(olds.keys() | new.children.keys()):
+                yield from diff(store, f"{rel}/{name}", olds.get(name), new.children.get(name),
+                                check_mode=check_mode, budget=budget)
     else:
-        yield from _all_stored(store, rel, old, "deleted")
+        yield from _all_stored(store, rel, old, "deleted", budget)
         yield from _all(rel, new, "added")
-
-
-def _diff_dirs(store: ObjectStore, rel: str, old: Ref, new: DirNode) -> Iterator[Change]:
-    olds = children(store, old)
-    for name in sorted(olds.keys() | new.children.keys()):
-        yield from diff(store, f"{rel}/{name}", olds.get(name), new.children.get(name))
 
 
 def _all(rel: str, node: Node | None, change: ChangeKind) -> Iterator[Change]:
@@ -83,9 +87,10 @@ def _all(rel: str, node: Node | None, change: ChangeKind) -> Iterator[Change]:
             yield from _all(f"{rel}/{name}", node.children[name], change)
 
 
-def _all_stored(store: ObjectStore, rel: str, ref: Ref, change: ChangeKind) -> Iterator[Change]:
+def _all_stored(store: ObjectStore, rel: str, ref: Ref, change: ChangeKind,
+                budget: Budget) -> Iterator[Change]:
     if ref.kind == listing.FILE:
         yield Change(rel, change, Oid(ref.digest), None, ref.size, None)
         return
-    for name, child in sorted(children(store, ref).items()):
-        yield from _all_stored(store, f"{rel}/{name}", child, change)
+    for name, child in sorted(children(store, ref, budget).items()):
+        yield from _all_stored(store, f"{rel}/{name}", child, change, budget)

@@ -52,3 +52,62 @@ def test_a_removed_cache_object_is_stored_again_on_re_add(repo: Repo, scm):
     os.unlink(path)
     repo.add(["data"])
     assert repo.store.has(entry.oid)
+
+
+def _dag_of_empty_dirs(repo: Repo, scm, depth: int) -> None:
+    """A pointer to a tree whose every level names the level below twice: 2**depth paths
+    from `depth` listings, with no file at all."""
+    from datavc import listing, manifest
+    from datavc.hashing import hash_bytes
+    from datavc.manifest import Pointer
+
+    data = listing.encode([])
+    oid = repo.store.add_bytes(data)
+    for _ in range(depth):
+        rows = [[name, listing.DIR, oid.digest, 0, 0o755, 0] for name in (b"a", b"b")]
+        data = listing.encode(rows)
+        oid = repo.store.add_bytes(data)
+    repo.store.publish()
+    assert oid == hash_bytes(data)
+    (scm / "data.datavc").write_bytes(Pointer("dir", oid, 0, 0).dumps())
+    assert manifest.loads((scm / "data.datavc").read_bytes(), where="x").nfiles == 0
+
+
+def test_hostile_dag_of_empty_directories_is_bounded(repo: Repo, scm, monkeypatch):
+    import pytest
+
+    from datavc.errors import InvalidInputError
+    from datavc.tree import Budget
+
+    monkeypatch.setattr(Budget, "EMPTY_DIR_ALLOWANCE", 500)
+    _dag_of_empty_dirs(repo, scm, depth=16)  # 65,536 paths, 17 listings
+    with pytest.raises(InvalidInputError, match="names more directories"):
+        repo.checkout(["data"])
+    with pytest.raises(InvalidInputError, match="names more directories"):
+        repo.ls_manifest("data.datavc")
+    (scm / "data").mkdir()
+    with pytest.raises(InvalidInputError, match="names more directories"):
+        repo.status(["data"])
+
+
+def test_only_an_empty_directory_changed_is_modified(repo: Repo, scm):
+    gen(scm, {"data": {"a": "1"}})
+    repo.add(["data"])
+    (scm / "data" / "empty").mkdir()
+    [st] = repo.status(["data"])
+    assert st.state == "modified" and st.changes == []
+    repo.commit(["data"])
+    [st] = repo.status(["data"])
+    assert st.state == "clean"
+
+
+def test_exec_bits_are_not_a_change_where_files_are_cache_links(repo: Repo, scm):
+    gen(scm, {"data": {"run.sh": "#!/bin/sh\n", "x": "x"}})
+    os.chmod(scm / "data" / "run.sh", 0o755)
+    repo.add(["data"])  # recorded 0o755 under the default (copy) cache type
+    (scm / ".datavc" / "config.toml").write_text('[core]\nformat = 1\n[cache]\n'
+                                                  'type = ["hardlink"]\n')
+    linked = Repo(scm)
+    linked.checkout(["data"], force=True)
+    [st] = linked.status(["data"])
+    assert st.state == "clean", st
