@@ -139,6 +139,10 @@ class ObjectStore:
             self.pending.append(stored.tmp)
         return stored
 
+    def pending_digests(self) -> set[bytes]:
+        """Digests of the objects staged in this process, not yet published."""
+        return {bytes.fromhex(os.path.basename(t)[:32]) for t in self.pending}
+
     def sync(self) -> None:
         """One sync barrier on the cache's file system."""
         fsutil.sync_barrier(self.root)

@@ -261,7 +261,7 @@ class Repo:
             self._check_addable(rel, rels)
         with self._locked("add"):
             state = self._state()
-            results = [self._record(rel, state) for rel in rels]
+            results = self._record(rels, state)
             state.save()
         return results
 
@@ -286,8 +286,24 @@ class Repo:
                 raise DatavcError(f"'{rel}' overlaps '{other}', which is tracked separately",
                                   hint="track a directory or the paths inside it, not both")
 
-    def _record(self, rel: str, state: StatCache) -> AddResult:
-        """Store the workspace content of ``rel`` and point its manifest at it."""
+    def _record(self, rels: list[str], state: StatCache) -> list[AddResult]:
+        """Store the workspace content of ``rels`` and point their manifests at it.
+
+        Every target is staged first, then one publish makes all their objects durable
+        and named (one pair of sync barriers per operation), then the pointers are written.
+        """
+        staged = [self._stage(rel, state) for rel in rels]
+        publish(self.store, jobs=self.jobs)
+        results = []
+        for rel, root, stored, hashed, scan in staged:
+            state.retain_under(rel, scan.seen)
+            results.append(self._write_pointer(rel, root, hashed, scan.skipped))
+            self._relink(rel, root, stored, state)
+        return results
+
+    def _stage(self, rel: str, state: StatCache
+               ) -> tuple[str, tree.Node, list[tuple[str, Stored]], int, tree.Scan]:
+        """Hash ``rel`` and stage every object it needs (files and listings)."""
         started = now_ns()
         scan = self._scan(rel, state, locked=True)
         root = tree.require(scan.root, rel)
@@ -301,13 +317,9 @@ class Repo:
                                   track_exec=self._tracks_exec)
         finally:
             self.reporter.end()
-        stored += self._ensure_objects(rel, root, just_stored={res.digest for _, res in stored})
+        stored += self._ensure_objects(rel, root, just_stored=self.store.pending_digests())
         tree.finish(root, store=self.store, where=rel)
-        publish(self.store, jobs=self.jobs)
-        state.retain_under(rel, scan.seen)
-        result = self._write_pointer(rel, root, hashed, scan.skipped)
-        self._relink(rel, root, stored, state)
-        return result
+        return rel, root, stored, hashed, scan
 
     @property
     def _tracks_exec(self) -> bool:
@@ -340,7 +352,7 @@ class Repo:
     def _ensure_objects(self, rel: str, root: tree.Node, *,
                         just_stored: set[bytes]) -> list[tuple[str, Stored]]:
         """Files known from the stat cache must still have their object: store them if not
-        (e.g. hashed by an earlier status). ``just_stored``: digests staged in this run."""
+        (e.g. hashed by an earlier status). ``just_stored``: digests staged, not published."""
         digests = set(tree.file_digests(root)) - just_stored
         present = self.store.present_digests(digests)
         if present == digests:
@@ -524,7 +536,7 @@ class Repo:
                                       hint=f"run `datavc checkout {rel}` to restore it, or "
                                            f"delete {rel}{manifest.SUFFIX} to stop tracking it")
                 self.read_pointer(rel)
-            recorded = [self._record(rel, state) for rel in rels]
+            recorded = self._record(rels, state)
             state.save()
             sha = self._git_commit(rels, message) if message is not None else None
         return CommitResult(recorded, sha)

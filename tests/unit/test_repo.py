@@ -111,3 +111,16 @@ def test_exec_bits_are_not_a_change_where_files_are_cache_links(repo: Repo, scm)
     linked.checkout(["data"], force=True)
     [st] = linked.status(["data"])
     assert st.state == "clean", st
+
+
+def test_one_publish_for_all_targets_of_an_add(repo: Repo, scm, monkeypatch):
+    gen(scm, {"a": {"x": "same"}, "b": {"y": "same", "z": "other"}, "c.bin": "c"})
+    publishes = []
+    real = repo.store.publish
+    monkeypatch.setattr(repo.store, "publish", lambda: (publishes.append(1), real())[1])
+    reads = _count_reads(monkeypatch)
+    results = repo.add(["a", "b", "c.bin"])
+    assert len(publishes) == 1
+    assert len(reads) == 4  # each file once, although 'same' is staged by two targets
+    for r in results:
+        assert repo.store.has(r.oid)
