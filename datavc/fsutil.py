@@ -38,10 +38,15 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str, data: bytes, *, mode: int = 0o644, hook: str | None = None) -> None:
-    """Write ``data`` to ``path`` so that readers see the old or the new file, never a mix."""
+def atomic_write(path: str, data: bytes, *, mode: int = 0o644, hook: str | None = None,
+                 tmp_dir: str | None = None) -> None:
+    """Write ``data`` to ``path`` so that readers see the old or the new file, never a mix.
+
+    With ``tmp_dir`` (on the same file system) the temp file lives there, so a crash leaves
+    nothing beside ``path``; where that would cross file systems it is written beside.
+    """
     directory = os.path.dirname(path) or "."
-    tmp = os.path.join(directory, tmp_name())
+    tmp = os.path.join(tmp_dir or directory, tmp_name())
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
         try:
@@ -51,7 +56,14 @@ def atomic_write(path: str, data: bytes, *, mode: int = 0o644, hook: str | None 
             os.close(fd)
         if hook:
             crash.point(hook + "-tmp-written")
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV or tmp_dir is None:
+                raise
+            os.unlink(tmp)  # tmp_dir is on another file system: write beside instead
+            atomic_write(path, data, mode=mode, hook=hook)
+            return
         fsync_dir(directory)
     except OSError as exc:
         with contextlib.suppress(OSError):

@@ -60,6 +60,9 @@ class Linker:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp, dir_fd=dir_fd)
                 raise
+            if kind == "hardlink":  # rename(2) between two links to one inode does nothing
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp, dir_fd=dir_fd)
             crash.point("workspace-replaced")
             return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
 

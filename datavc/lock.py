@@ -15,6 +15,17 @@ from collections.abc import Iterator
 
 from .errors import LockedError, from_oserror
 
+HELD: set[int] = set()  # lock fds this process holds; forked workers close them
+
+
+def close_inherited() -> None:
+    """In a forked child: drop the inherited lock fds, so the lock lives and dies with the
+    process that took it (flock belongs to the open file, which children share)."""
+    for fd in list(HELD):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    HELD.clear()
+
 
 @contextlib.contextmanager
 def repo_lock(path: str, *, what: str = "") -> Iterator[None]:
@@ -33,6 +44,7 @@ def repo_lock(path: str, *, what: str = "") -> Iterator[None]:
                 f"another datavc process{f' (pid {holder})' if holder else ''} holds the "
                 f"repository lock {path}",
                 hint="wait for it to finish, then run the command again") from None
+        HELD.add(fd)
         _note_stale(fd, path)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {what}\n".encode(), 0)
@@ -41,6 +53,7 @@ def repo_lock(path: str, *, what: str = "") -> Iterator[None]:
         finally:
             os.ftruncate(fd, 0)
     finally:
+        HELD.discard(fd)
         os.close(fd)
 
 

@@ -129,7 +129,10 @@ class ObjectStore:
         """Stage ``data`` as an object (pending until :func:`publish`); return its id."""
         digest = xxhash.xxh3_128_digest(data)
         if not os.path.exists(object_path(self.objects_dir, digest)):
-            self.pending.append(_write_tmp(self.tmp_dir, digest, data))
+            try:
+                self.pending.append(_write_tmp(self.tmp_dir, digest, data))
+            except OSError as exc:
+                raise from_oserror(exc, self.tmp_dir, f"store object {Oid(digest)} in") from exc
         return Oid(digest)
 
     def add_file(self, path: str) -> Stored:
@@ -301,10 +304,13 @@ def rename_into_place(objects_dir: str, tmps: list[str]) -> list[str]:
         name = os.path.basename(tmp)
         dest = os.path.join(objects_dir, name[:FANOUT], name[FANOUT:32])
         try:
-            os.rename(tmp, dest)
-        except FileNotFoundError:
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-            os.rename(tmp, dest)
+            try:
+                os.rename(tmp, dest)
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                os.rename(tmp, dest)
+        except OSError as exc:
+            raise from_oserror(exc, dest, "name object") from exc
         crash.point("object-renamed")
     return tmps
 

@@ -8,6 +8,8 @@ order. Few or small inputs stay in this process: a pool costs more than it saves
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import multiprocessing
 import os
 import signal
@@ -16,7 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-from . import crash
+from . import crash, lock
 from .errors import DatavcError
 from .objects import ObjectStore, Stored, open_for_read, rename_into_place, store_fd
 
@@ -46,8 +48,8 @@ def run_chunks(fn: Callable[..., list[T]], chunks: Sequence[tuple[Any, ...]], *,
                 progress(*measure(part))
         return results
     ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx,
-                             initializer=_worker_signals) as executor:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_signals,
+                             initargs=(os.getpid(),)) as executor:
         futures = [executor.submit(fn, *chunk) for chunk in chunks]
         try:
             for fut in futures:
@@ -65,10 +67,21 @@ def run_chunks(fn: Callable[..., list[T]], chunks: Sequence[tuple[Any, ...]], *,
     return results
 
 
-def _worker_signals() -> None:
-    """Workers leave Ctrl-C to the parent, which cancels the rest and exits 130."""
+def _worker_signals(parent: int) -> None:
+    """Set up a worker: no inherited lock, Ctrl-C left to the parent (which cancels the rest
+    and exits 130), and death with the parent, so a kill -9 leaves no orphan behind."""
+    lock.close_inherited()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent()
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(Exception):  # Linux only; elsewhere orphans exit on EOF
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def split(items: Sequence[T], jobs: int, *, most: int = 1024) -> list[Sequence[T]]:

@@ -160,14 +160,23 @@ class Repo:
 
     @contextmanager
     def _locked(self, what: str) -> Iterator[None]:
-        with repo_lock(os.path.join(self.dir, "tmp", "lock"), what=what):
+        with repo_lock(os.path.join(self._tmp_dir, "lock"), what=what):
+            self.store.ensure_layout()  # cheap, and a deleted cache directory comes back
             self.store.clear_tmp()
+            for name in os.listdir(self._tmp_dir):  # temps of an interrupted manifest write
+                if name.startswith(fsutil.TMP_MARK):
+                    with suppress(OSError):
+                        os.unlink(os.path.join(self._tmp_dir, name))
             try:
                 yield
             except BaseException:
                 self.store.pending.clear()
                 self.store.clear_tmp()  # staged objects of this failed operation
                 raise
+
+    @property
+    def _tmp_dir(self) -> str:
+        return os.path.join(self.dir, "tmp")
 
     def _scan(self, rel: str, state: StatCache, *, locked: bool) -> tree.Scan:
         scan = tree.scan(self.root, rel, state, self.store.objects_dir)
@@ -376,9 +385,10 @@ class Repo:
         changed = old != pointer
         if changed:
             fsutil.atomic_write(os.path.join(self.root, pointer_rel), pointer.dumps(),
+                                tmp_dir=self._tmp_dir,
                                 hook="manifest")
         if self.git_or_none is not None:
-            scm.ensure_ignored(self.root, rel)
+            scm.ensure_ignored(self.root, rel, tmp_dir=self._tmp_dir)
         return AddResult(rel, pointer_rel, pointer.oid, kind, pointer.size, nfiles, hashed,
                          changed, skipped)
 

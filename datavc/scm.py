@@ -92,7 +92,7 @@ def gitignore_pattern(name: str) -> str:
     return "/" + escaped
 
 
-def ensure_ignored(root: str, rel: str) -> str | None:
+def ensure_ignored(root: str, rel: str, *, tmp_dir: str | None = None) -> str | None:
     """Add ``rel`` to the .gitignore of its directory; return that .gitignore if changed."""
     parent, name = os.path.split(rel)
     ignore_rel = os.path.join(parent, ".gitignore") if parent else ".gitignore"
@@ -107,5 +107,6 @@ def ensure_ignored(root: str, rel: str) -> str | None:
         return None
     if text and not text.endswith("\n"):
         text += "\n"
-    fsutil.atomic_write(path, (text + line + "\n").encode("utf-8", "surrogateescape"))
+    fsutil.atomic_write(path, (text + line + "\n").encode("utf-8", "surrogateescape"),
+                        tmp_dir=tmp_dir)
     return ignore_rel

@@ -124,16 +124,11 @@ def assert_recovered(root: Path, tpl: Template) -> None:
 
 # --------------------------------------------------------------------------- add
 
-LEFTOVER_MANIFEST_TMP = pytest.mark.xfail(strict=True, reason=(
-    "BUG: a crash between writing and renaming data.datavc leaves .datavc-tmp-<pid>-<n> in "
-    "the work tree root; nothing ever removes it (only cache/tmp and the scanned target "
-    "are cleaned) and git status shows it as untracked"))
-
 ADD_POINTS = [
     ("object-tmp-written", 0), ("object-tmp-written", 100),
     ("object-renamed", 0), ("object-renamed", 100),
     ("objects-synced", 0),
-    pytest.param("manifest-tmp-written", 0, marks=LEFTOVER_MANIFEST_TMP),
+    pytest.param("manifest-tmp-written", 0),
     ("manifest-written", 0),
     ("state-tmp-written", 0), ("state-written", 0),
 ]
@@ -154,17 +149,12 @@ def test_crash_during_add(tpl: Template, work: Path, point: str, after: int) -> 
     assert_recovered(root, tpl)
 
 
-RELINKED_LITTER = pytest.mark.xfail(strict=True, reason=(
-    "BUG: the rerun re-links files the crashed run had already hardlinked; rename(2) of two "
-    "links to one inode is a no-op, so each such file keeps a .datavc-tmp-* link beside it "
-    "(see test_readd_of_hardlinked_files_leaves_no_temp_links)"))
-
 
 @pytest.mark.parametrize(("point", "after"), [
     ("workspace-tmp-written", 0),
-    pytest.param("workspace-tmp-written", 100, marks=RELINKED_LITTER),
-    pytest.param("workspace-replaced", 0, marks=RELINKED_LITTER),
-    pytest.param("workspace-replaced", 100, marks=RELINKED_LITTER),
+    pytest.param("workspace-tmp-written", 100),
+    pytest.param("workspace-replaced", 0),
+    pytest.param("workspace-replaced", 100),
 ])
 def test_crash_during_add_while_hardlinking(tpl: Template, work: Path, point: str,
                                            after: int) -> None:
@@ -185,10 +175,6 @@ def test_crash_during_add_while_hardlinking(tpl: Template, work: Path, point: st
     assert all(os.stat(root / "data" / p).st_nlink == 2 for p in linked)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: Linker.place links the object to a temp name and renames it over the file; when "
-    "the file already is a hardlink of that object, rename(2) does nothing and succeeds, and "
-    "the temp link stays in the workspace"))
 def test_readd_of_hardlinked_files_leaves_no_temp_links(work: Path) -> None:
     """Re-adding hardlinked files that the stat cache does not know (after a crash, or a
     discarded stat cache) must not leave temp links in the workspace."""
@@ -364,10 +350,6 @@ def test_kill_at_random_moments(work: Path, command: str) -> None:
     assert_recovered(root, Template(ref, ref, expected, (ref / "data.datavc").read_bytes()))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the fork-started worker pool inherits the repository lock's fd; after kill -9 of "
-    "datavc the orphaned workers live on (blocked on their queue) and keep the flock, so "
-    "every later command fails with exit 4 naming the dead pid"))
 def test_kill_during_parallel_hashing_leaves_no_lock_behind(work: Path) -> None:
     root = work / "repo"
     new_repo(root)

@@ -208,10 +208,6 @@ def test_enospc_at_every_write_of_add() -> None:
     assert refused >= total - 1, f"only {refused} of {total} failed writes were reported"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: ObjectStore.add_bytes (the listing objects written by tree.finish) lets OSError "
-    "escape untranslated: Repo.add raises a bare OSError, and the CLI's catch-all reports "
-    "\"cannot access '?'\", naming no file"))
 def test_enospc_writing_a_listing_is_a_resource_error() -> None:
     box = Sandbox()
     try:

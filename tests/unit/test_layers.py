@@ -19,11 +19,11 @@ PKG = Path(datavc.__file__).parent
 
 ORDER = [
     "errors", "crash", "report",  # leaves: exceptions, crash points, the reporter interface
-    "hashing", "paths", "fsutil",
+    "hashing", "paths", "fsutil", "lock",
     "objects", "listing", "manifest",
     "state", "parallel", "tree", "treediff",
     "links", "workspace",
-    "scm", "config", "lock",
+    "scm", "config",
     "repo",  # the facade
     "datavc",  # the package itself (datavc/__init__.py): re-exports Repo lazily
     "progress", "cli", "__main__",  # the click shell
