@@ -151,6 +151,28 @@ def _copy_hashing(sfd: int, dfd: int) -> bytes:
     return xxhash.xxh3_128_digest(data)
 
 
+def reflink_probe(src_dir: str, dst_dir: str) -> bool:
+    """Whether files in ``src_dir`` can be reflinked into ``dst_dir``: one clone between two
+    unnamed O_TMPFILEs, so the probe leaves nothing behind, even if killed."""
+    flags = os.O_RDWR | getattr(os, "O_TMPFILE", 0) | os.O_CLOEXEC
+    try:
+        src = os.open(src_dir, flags, 0o600)
+    except OSError:
+        return False
+    try:
+        os.write(src, b"reflink probe")
+        dst = os.open(dst_dir, flags, 0o600)
+        try:
+            fcntl.ioctl(dst, FICLONE, src)
+            return True
+        finally:
+            os.close(dst)
+    except OSError:
+        return False
+    finally:
+        os.close(src)
+
+
 def reflink_works(src: str, dst_dir: str) -> bool:
     """Whether ``src`` can be reflinked into ``dst_dir`` (one probe clone, then removed)."""
     root_fd = os.open(dst_dir, fsutil.O_DIR)

@@ -112,7 +112,8 @@ class ObjectStore:
         except FileNotFoundError:
             raise ObjectMissingError(
                 f"object {oid} is not in the cache ({path})",
-                hint="fetch it from a remote or re-add the data that produced it",
+                hint="re-add the data that produced it, or copy the object from another "
+                     "clone's .datavc/cache",
             ) from None
         except OSError as exc:
             raise from_oserror(exc, path, "read object") from exc

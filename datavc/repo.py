@@ -22,7 +22,7 @@ from .errors import (
     from_oserror,
 )
 from .hashing import Oid, hash_file
-from .links import reflink_works
+from .links import reflink_probe
 from .lock import repo_lock
 from .manifest import Pointer
 from .objects import ObjectStore, Stored
@@ -304,9 +304,10 @@ class Repo:
         staged = [self._stage(rel, state) for rel in rels]
         publish(self.store, jobs=self.jobs)
         results = []
-        for rel, root, stored, hashed, scan in staged:
+        for rel, root, _, hashed, scan in staged:
             state.retain_under(rel, scan.seen)
             results.append(self._write_pointer(rel, root, hashed, scan.skipped))
+        for rel, root, stored, _, _ in staged:  # only once every manifest is written
             self._relink(rel, root, stored, state)
         return results
 
@@ -347,16 +348,8 @@ class Repo:
         return self._link_type
 
     def _reflink_probe(self) -> bool:
-        self.store.ensure_layout()
-        probe = os.path.join(self.store.tmp_dir, fsutil.tmp_name("-probe"))
-        try:
-            fsutil.atomic_write(probe, b"reflink probe")
-            return reflink_works(probe, self.root)
-        except DatavcError:
-            return False
-        finally:
-            with suppress(OSError):
-                os.unlink(probe)
+        return reflink_probe(self.store.root if os.path.isdir(self.store.root) else self.dir,
+                             self.root)
 
     def _ensure_objects(self, rel: str, root: tree.Node, *,
                         just_stored: set[bytes]) -> list[tuple[str, Stored]]:
@@ -518,10 +511,7 @@ class Repo:
                                 budget=Budget.for_pointer(pointer.nfiles)))
         except ObjectMissingError:
             return TargetStatus(rel, pointer_rel, "not-in-cache")
-        # No file changed but the id did: empty directories came or went (or, where the
-        # executable bit is not tracked, only modes differ, which is not a change).
-        modified = bool(changes) or self._tracks_exec
-        return TargetStatus(rel, pointer_rel, "modified" if modified else "clean", changes)
+        return TargetStatus(rel, pointer_rel, "modified" if changes else "clean", changes)
 
     def _save_state_if_free(self, state: StatCache) -> None:
         try:

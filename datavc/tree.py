@@ -226,7 +226,7 @@ class Budget:
     directories get a fixed allowance on top.
     """
 
-    EMPTY_DIR_ALLOWANCE = 100_000
+    EMPTY_DIR_ALLOWANCE = 1_000_000
 
     def __init__(self, listings: int) -> None:
         self.left = listings
@@ -278,7 +278,7 @@ def _load_dir(store: ObjectStore, digest: bytes, size: int | None, nfiles: int |
         raise InvalidInputError(
             f"listing {oid} does not add up: it holds {node.nfiles} files / {node.size} bytes "
             f"where its parent declares {nfiles} / {size}",
-            hint="the manifest or listing was altered; restore it from git or a remote")
+            hint="the manifest or listing was altered; restore it from git")
     return node
 
 

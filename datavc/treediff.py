@@ -30,15 +30,19 @@ class Ref:
 
 @dataclass(frozen=True, slots=True)
 class Change:
+    """One changed path. ``kind`` is ``file``, or ``dir`` for an empty directory that came
+    or went (a directory with files shows as the changes of its files)."""
+
     path: str
     change: ChangeKind
     old: Oid | None
     new: Oid | None
     old_size: int | None = None
     new_size: int | None = None
+    kind: str = listing.FILE
 
     def to_dict(self) -> dict[str, object]:
-        return {"path": self.path, "change": self.change,
+        return {"path": self.path, "change": self.change, "kind": self.kind,
                 "old": str(self.old) if self.old else None,
                 "new": str(self.new) if self.new else None,
                 "old_size": self.old_size, "new_size": self.new_size}
@@ -83,6 +87,8 @@ def _all(rel: str, node: Node | None, change: ChangeKind) -> Iterator[Change]:
     if isinstance(node, FileNode):
         yield Change(rel, change, None, Oid(node.digest), None, node.size)
     elif isinstance(node, DirNode):
+        if not node.children:
+            yield Change(rel, change, None, None, None, None, listing.DIR)
         for name in sorted(node.children):
             yield from _all(f"{rel}/{name}", node.children[name], change)
 
@@ -92,5 +98,8 @@ def _all_stored(store: ObjectStore, rel: str, ref: Ref, change: ChangeKind,
     if ref.kind == listing.FILE:
         yield Change(rel, change, Oid(ref.digest), None, ref.size, None)
         return
-    for name, child in sorted(children(store, ref, budget).items()):
+    kids = children(store, ref, budget)
+    if not kids:
+        yield Change(rel, change, None, None, None, None, listing.DIR)
+    for name, child in sorted(kids.items()):
         yield from _all_stored(store, f"{rel}/{name}", child, change, budget)

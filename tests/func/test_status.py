@@ -12,7 +12,7 @@ from tests.conftest import gen
 from tests.func.helpers import STATE, age, fails, object_path, oid_of, ok, wipe_cache
 
 STATUS_KEYS = {"path", "pointer", "state", "changes", "not_in_cache"}
-CHANGE_KEYS = {"path", "change", "old", "new", "old_size", "new_size"}
+CHANGE_KEYS = {"path", "change", "kind", "old", "new", "old_size", "new_size"}
 
 
 def status_json(run, *targets):
@@ -57,13 +57,15 @@ def test_status_modified_lists_each_change_with_ids_and_sizes(tracked, run):
     for c in changes.values():
         assert set(c) == CHANGE_KEYS
     assert changes["data/a.txt"] == {
-        "path": "data/a.txt", "change": "modified", "old": oid_of(b"alpha"),
+        "path": "data/a.txt", "change": "modified", "kind": "file", "old": oid_of(b"alpha"),
         "new": oid_of(b"ALPHA!"), "old_size": 5, "new_size": 6}
     assert changes["data/sub/b.txt"] == {
-        "path": "data/sub/b.txt", "change": "deleted", "old": oid_of(b"beta"), "new": None,
+        "path": "data/sub/b.txt", "change": "deleted", "kind": "file",
+        "old": oid_of(b"beta"), "new": None,
         "old_size": 4, "new_size": None}
     assert changes["data/sub/new.txt"] == {
-        "path": "data/sub/new.txt", "change": "added", "old": None, "new": oid_of(b"new"),
+        "path": "data/sub/new.txt", "change": "added", "kind": "file",
+        "old": None, "new": oid_of(b"new"),
         "old_size": None, "new_size": 3}
     text = ok(run("status")).out
     assert "data: modified" in text

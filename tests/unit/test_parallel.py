@@ -64,6 +64,7 @@ def test_pool_gives_the_same_results_in_order(files, store, pool):
 
 
 def test_pool_really_uses_other_processes(pool, monkeypatch):
+    monkeypatch.setattr(parallel, "START_METHOD", "fork")  # forked workers see the patches
     monkeypatch.setattr(parallel, "open_for_read", lambda p: os.open(os.devnull, os.O_RDONLY))
     monkeypatch.setattr(parallel, "store_fd", lambda fd, p, *a: (os.close(fd), _pid_result(p))[1])
     res = hash_files([str(i) for i in range(64)], store=None, jobs=2)
@@ -105,3 +106,10 @@ def test_default_jobs_is_positive():
 
 def test_empty_input():
     assert hash_files([], store=None, jobs=4) == []
+
+
+def test_forkserver_pool_hashes_in_other_processes(files, pool):
+    """The default start method: workers start from a clean server, not from this heap."""
+    assert parallel.START_METHOD == "forkserver"
+    res = hash_files(files, store=None, jobs=2)
+    assert [r.digest for r in res] == _expected(files)

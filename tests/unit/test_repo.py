@@ -95,7 +95,8 @@ def test_only_an_empty_directory_changed_is_modified(repo: Repo, scm):
     repo.add(["data"])
     (scm / "data" / "empty").mkdir()
     [st] = repo.status(["data"])
-    assert st.state == "modified" and st.changes == []
+    assert st.state == "modified"
+    assert [(c.path, c.change, c.kind) for c in st.changes] == [("data/empty", "added", "dir")]
     repo.commit(["data"])
     [st] = repo.status(["data"])
     assert st.state == "clean"

@@ -67,7 +67,8 @@ def test_change_carries_ids_and_sizes(ws, store):
     (ws / "d/f").write_text("newer")
     [c] = diff(store, "d", old, build(ws, "d"))
     assert c == Change("d/f", "modified", hash_bytes(b"old"), hash_bytes(b"newer"), 3, 5)
-    assert c.to_dict() == {"path": "d/f", "change": "modified", "old": str(hash_bytes(b"old")),
+    assert c.to_dict() == {"path": "d/f", "change": "modified", "kind": "file",
+                           "old": str(hash_bytes(b"old")),
                            "new": str(hash_bytes(b"newer")), "old_size": 3, "new_size": 5}
 
 
