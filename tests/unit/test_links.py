@@ -68,9 +68,12 @@ def test_copy_replaces_an_existing_file(store, oid, ws, dfd):
 
 
 def _corrupt(store, oid):
+    """Flip every bit of the first byte (writing a fixed byte is no change 1 time in 256)."""
     os.chmod(store.path(oid), 0o644)
     with open(store.path(oid), "r+b") as f:
-        f.write(b"X")
+        first = f.read(1)
+        f.seek(0)
+        f.write(bytes([first[0] ^ 0xFF]))
 
 
 @pytest.mark.parametrize("size", [100, (4 << 20) + 1])
