@@ -54,12 +54,7 @@ class Linker:
                     continue
                 raise
             crash.point("workspace-tmp-written")
-            try:
-                os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp, dir_fd=dir_fd)
-                raise
+            _rename_in(dir_fd, tmp, name)
             if kind == "hardlink":  # rename(2) between two links to one inode does nothing
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp, dir_fd=dir_fd)
@@ -100,12 +95,7 @@ class Linker:
         except FileExistsError:
             tmp = fsutil.tmp_name()
             os.link(proc, tmp, dst_dir_fd=dir_fd, follow_symlinks=True)
-            try:
-                os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp, dir_fd=dir_fd)
-                raise
+            _rename_in(dir_fd, tmp, name)
             return True
         except OSError as exc:
             if exc.errno in _NO_TMPFILE:  # no /proc, or linking unnamed files refused
@@ -149,6 +139,16 @@ def _copy_hashing(sfd: int, dfd: int) -> bytes:
     data = os.read(sfd, size + 1)  # a longer object fails the hash check
     fsutil.write_all(dfd, data)
     return xxhash.xxh3_128_digest(data)
+
+
+def _rename_in(dir_fd: int, tmp: str, name: str) -> None:
+    """Rename ``tmp`` over ``name`` in one directory; on failure remove ``tmp``."""
+    try:
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise
 
 
 def reflink_probe(src_dir: str, dst_dir: str) -> bool:

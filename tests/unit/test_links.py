@@ -12,27 +12,13 @@ import pytest
 from datavc import fsutil, links
 from datavc.errors import DatavcError, IntegrityError
 from datavc.links import Linker
-from tests.unit.stores import PublishingStore
 
 DATA = b"object content\n" * 100
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = PublishingStore(str(tmp_path / "cache"))
-    s.ensure_layout()
-    return s
-
-
-@pytest.fixture
 def oid(store):
     return store.add_bytes(DATA)
-
-
-@pytest.fixture
-def ws(tmp_path):
-    (tmp_path / "ws").mkdir()
-    return tmp_path / "ws"
 
 
 @pytest.fixture

@@ -13,14 +13,6 @@ from datavc import objects
 from datavc.errors import DatavcError, IntegrityError, ObjectMissingError
 from datavc.hashing import Oid, hash_bytes
 from datavc.objects import ObjectStore, read_verified, stat_key, store_file, verify_object
-from tests.unit.stores import PublishingStore
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = PublishingStore(str(tmp_path / "cache"))
-    s.ensure_layout()
-    return s
 
 
 def _mode(path) -> int:

@@ -11,7 +11,6 @@ from datavc import parallel
 from datavc.errors import DatavcError
 from datavc.hashing import Oid, hash_bytes
 from datavc.parallel import hash_files, publish
-from tests.unit.stores import PublishingStore
 
 
 @pytest.fixture
@@ -23,13 +22,6 @@ def files(tmp_path):
         p.write_bytes(f"content {i}".encode() * (i + 1))
         paths.append(str(p))
     return paths
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = PublishingStore(str(tmp_path / "cache"))
-    s.ensure_layout()
-    return s
 
 
 @pytest.fixture

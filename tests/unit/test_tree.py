@@ -16,22 +16,8 @@ from datavc.listing import Entry
 from datavc.state import StatCache
 from datavc.tree import DirNode, FileNode
 from tests.conftest import gen
-from tests.unit.stores import PublishingStore
 
 SPEC = {"a.txt": "A", "s": {"b.bin": b"\0B", "deep": {"c": "CCC"}}, "t": {"d": "D"}}
-
-
-@pytest.fixture
-def ws(tmp_path):
-    (tmp_path / "ws").mkdir()
-    return tmp_path / "ws"
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = PublishingStore(str(tmp_path / "cache"))
-    s.ensure_layout()
-    return s
 
 
 @pytest.fixture

@@ -5,29 +5,13 @@ from __future__ import annotations
 import os
 import time
 
-import pytest
-
 from datavc import tree
 from datavc.hashing import Oid, hash_bytes
 from datavc.state import StatCache
 from datavc.treediff import Change, Ref, diff
 from tests.conftest import gen
-from tests.unit.stores import PublishingStore
 
 SPEC = {"a.txt": "A", "s": {"b": "B", "deep": {"c": "C"}}, "t": {"d": "D"}}
-
-
-@pytest.fixture
-def ws(tmp_path):
-    (tmp_path / "ws").mkdir()
-    return tmp_path / "ws"
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = PublishingStore(str(tmp_path / "cache"))
-    s.ensure_layout()
-    return s
 
 
 def build(ws, rel, store=None):
