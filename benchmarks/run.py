@@ -9,7 +9,9 @@ Scenarios (pick with --only):
   big       `add big.bin` of one big file into a fresh repo
 
 Every timed command starts after `sync` + drop_caches (cold); status and re-add are also
-repeated warm unless --no-warm. Results go to benchmarks/results/<date>-core[-quick].md.
+repeated warm unless --no-warm. Results go to benchmarks/results/<date>-core.md (a full run
+of both tools) or <date>-core-partial.md (--quick, --only, --skip-*), so a partial run never
+replaces a full one.
 See benchmarks/README.md.
 """
 
@@ -507,8 +509,11 @@ def report(bench: Bench, started: dt.datetime, took: float) -> str:
 
 
 def write_report(bench: Bench, text: str, started: dt.datetime) -> Path:
+    args = bench.args
+    partial = (args.quick or args.skip_dvc or args.skip_datavc
+               or set(args.scenarios) != set(SCENARIOS))
     path = bench.args.results or RESULTS / (
-        f"{started:%Y-%m-%d}-core{'-quick' if bench.args.quick else ''}.md")
+        f"{started:%Y-%m-%d}-core{'-partial' if partial else ''}.md")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
