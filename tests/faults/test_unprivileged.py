@@ -38,8 +38,16 @@ def datavc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return as_user([sys.executable, "-m", "datavc", *args], cwd)
 
 
+@pytest.fixture(scope="module")
+def can_run() -> None:
+    """The unprivileged user must reach this Python and this checkout of datavc."""
+    probe = as_user([sys.executable, "-c", "import datavc.cli"], Path(tempfile.gettempdir()))
+    if probe.returncode != 0:
+        pytest.skip(f"uid {NOBODY} cannot import datavc from here: {probe.stderr[-200:]}")
+
+
 @pytest.fixture
-def repo() -> Iterator[Path]:
+def repo(can_run) -> Iterator[Path]:
     """A datavc repo (no git) owned by the unprivileged user, hardlink cache."""
     top = Path(tempfile.mkdtemp(prefix="datavc-unpriv-"))
     top.chmod(0o755)
