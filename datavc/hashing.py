@@ -57,10 +57,6 @@ def hash_bytes(data: bytes | bytearray | memoryview) -> Oid:
     return Oid(xxhash.xxh3_128_digest(data))
 
 
-def new_hasher() -> xxhash.xxh3_128:
-    return xxhash.xxh3_128()
-
-
 def hash_fd(fd: int, buf: bytearray | None = None) -> tuple[Oid, int]:
     """Hash everything readable from ``fd``; return (oid, bytes read)."""
     buf = buf if buf is not None else bytearray(CHUNK)

@@ -173,21 +173,6 @@ def reflink_probe(src_dir: str, dst_dir: str) -> bool:
         os.close(src)
 
 
-def reflink_works(src: str, dst_dir: str) -> bool:
-    """Whether ``src`` can be reflinked into ``dst_dir`` (one probe clone, then removed)."""
-    root_fd = os.open(dst_dir, fsutil.O_DIR)
-    tmp = fsutil.tmp_name()
-    try:
-        _reflink(src, b"", root_fd, tmp, False)
-    except OSError:
-        return False
-    else:
-        os.unlink(tmp, dir_fd=root_fd)
-        return True
-    finally:
-        os.close(root_fd)
-
-
 def _reflink(src: str, digest: bytes, dir_fd: int, tmp: str, executable: bool) -> None:
     sfd = _open_object(src)
     try:

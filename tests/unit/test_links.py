@@ -161,6 +161,8 @@ def test_place_does_not_follow_a_symlink_at_the_target(store, oid, ws, dfd, tmp_
     assert not (ws / "f").is_symlink()
 
 
-def test_reflink_works_probe_leaves_nothing(store, oid, ws):
-    assert links.reflink_works(store.path(oid), str(ws)) in (True, False)
+def test_reflink_probe_leaves_nothing(store, ws):
+    before = (sorted(os.listdir(store.root)), sorted(os.listdir(ws)))
+    assert links.reflink_probe(store.root, str(ws)) in (True, False)
+    assert (sorted(os.listdir(store.root)), sorted(os.listdir(ws))) == before
     assert os.listdir(ws) == []
