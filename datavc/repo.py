@@ -219,8 +219,18 @@ class Repo:
                 raise UnsafePathError(f"'{text}' goes through the symlink '{path}'",
                                       hint="name the real path inside the work tree")
 
-    def read_pointer(self, rel: str) -> Pointer:
-        path = os.path.join(self.root, manifest.pointer_path(rel))
+    def read_pointer(self, rel: str, rev: str | None = None) -> Pointer:
+        """The pointer of target ``rel`` in the work tree, or at git revision ``rev`` (read
+        from git objects, nothing checked out). Invalid manifests are refused (exit 6)."""
+        pointer_rel = manifest.pointer_path(rel)
+        if rev is not None:
+            data = self.git.read_file(rev, pointer_rel, max_bytes=manifest.MAX_BYTES)
+            if data is None:
+                raise DatavcError(f"'{rel}' is not tracked by datavc at revision '{rev}' "
+                                  f"(no {pointer_rel} there)",
+                                  hint=f"see `git log --oneline -- {pointer_rel}`")
+            return manifest.loads(data, where=f"{pointer_rel} at revision '{rev}'")
+        path = os.path.join(self.root, pointer_rel)
         try:
             with open(path, "rb") as f:
                 data = f.read(manifest.MAX_BYTES + 1)
@@ -229,11 +239,23 @@ class Repo:
                               hint=f"run `datavc add {rel}`") from None
         except OSError as exc:
             raise from_oserror(exc, path, "read") from exc
-        return manifest.loads(data, where=manifest.pointer_path(rel))
+        return manifest.loads(data, where=pointer_rel)
 
-    def tracked(self) -> list[str]:
-        """Every tracked target in the work tree (each ``X`` that has an ``X.datavc``)."""
-        found: list[str] = []
+    def resolve(self, rev: str) -> str:
+        """The commit id a git revision names (exit 1 naming it when git knows none)."""
+        return self.git.resolve(rev)
+
+    def tracked(self, rev: str | None = None) -> list[str]:
+        """Every tracked target (each ``X`` that has an ``X.datavc``) in the work tree, or
+        in the git tree of revision ``rev``."""
+        if rev is not None:
+            found = []
+            for path in self.git.files(rev, suffix=manifest.SUFFIX):
+                target = manifest.target_of(path)
+                split_relpath(target, where=f"manifest name '{path}' at revision '{rev}'")
+                found.append(target)
+            return sorted(found)
+        found = []
         self._find_pointers(self.root, "", found)
         return sorted(found)
 
@@ -254,9 +276,9 @@ class Repo:
             if e.is_dir(follow_symlinks=False):
                 self._find_pointers(e.path, f"{rel}{e.name}/", found)
 
-    def _targets(self, targets: list[str] | None) -> list[str]:
+    def _targets(self, targets: list[str] | None, rev: str | None = None) -> list[str]:
         if not targets:
-            return self.tracked()
+            return self.tracked(rev)
         return [self.target(t) for t in targets]
 
     # ------------------------------------------------------------------ add

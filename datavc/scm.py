@@ -9,8 +9,8 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from . import fsutil
-from .errors import DatavcError, UnsafePathError
+from . import fsutil, manifest
+from .errors import DatavcError, InvalidInputError, UnsafePathError
 
 _SPECIAL = set("*?[]\\!#")
 
@@ -35,6 +35,58 @@ class Git:
         self._pygit2 = pygit2
         self.root = root
         self.repo = pygit2.Repository(root)
+
+    def resolve(self, rev: str) -> str:
+        """The commit id (40 hex) that ``rev`` names; exit 1 naming it when git does not."""
+        pygit2 = self._pygit2
+        try:
+            obj = self.repo.revparse_single(rev)
+            commit = obj.peel(pygit2.Commit)
+        except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
+            raise DatavcError(f"unknown git revision '{rev}'",
+                              hint="name a commit, branch or tag: see `git log --oneline`"
+                              ) from None
+        return str(commit.id)
+
+    def _tree(self, rev: str) -> Any:
+        return self.repo[self.resolve(rev)].peel(self._pygit2.Tree)
+
+    def read_file(self, rev: str, path: str, *,
+                  max_bytes: int = manifest.MAX_BYTES) -> bytes | None:
+        """The bytes of the blob at ``path`` in revision ``rev`` (read from git objects,
+        nothing checked out); None when no file is there. Blobs over ``max_bytes`` are
+        refused (exit 6) before they are read."""
+        tree = self._tree(rev)
+        try:
+            entry = tree[path]
+        except (KeyError, ValueError):
+            return None
+        if entry.type_str != "blob" or entry.filemode == self._pygit2.GIT_FILEMODE_LINK:
+            return None
+        size = self.repo.odb.read_header(entry.id)[1]
+        if size > max_bytes:
+            raise InvalidInputError(
+                f"'{path}' at revision '{rev}' is {size} bytes, more than {max_bytes}",
+                hint="this is not a datavc manifest: check the revision")
+        blob: Any = self.repo[entry.id]
+        return bytes(blob.data)
+
+    def files(self, rev: str, *, suffix: str) -> list[str]:
+        """Every regular file path whose name ends with ``suffix`` in revision ``rev``,
+        ``/``-separated, without descending into ``.git``/``.datavc`` or symlinks."""
+        found: list[str] = []
+        stack: list[tuple[Any, str]] = [(self._tree(rev), "")]
+        while stack:
+            tree, prefix = stack.pop()
+            for entry in tree:
+                name = entry.name
+                if entry.type_str == "tree":
+                    if name.casefold() not in (".git", ".datavc"):
+                        stack.append((self.repo[entry.id], f"{prefix}{name}/"))
+                elif (entry.type_str == "blob" and name.endswith(suffix)
+                      and entry.filemode != self._pygit2.GIT_FILEMODE_LINK):
+                    found.append(prefix + name)
+        return sorted(found)
 
     def tracked_under(self, rel: str) -> list[str]:
         """Paths git tracks at ``rel`` or below it."""

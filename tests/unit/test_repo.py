@@ -125,3 +125,29 @@ def test_one_publish_for_all_targets_of_an_add(repo: Repo, scm, monkeypatch):
     assert len(reads) == 4  # each file once, although 'same' is staged by two targets
     for r in results:
         assert repo.store.has(r.oid)
+
+
+def test_read_pointer_and_tracked_at_a_revision(repo: Repo, scm):
+    import pytest
+
+    from datavc.errors import DatavcError, InvalidInputError
+    from tests.conftest import git
+
+    gen(scm, {"data": {"a": "1"}, "m.bin": "m"})
+    repo.add(["data"])
+    repo.commit(message="one")
+    first = repo.read_pointer("data")
+    gen(scm, {"data": {"a": "2"}})
+    repo.add(["data", "m.bin"])
+    repo.commit(message="two")
+    assert repo.read_pointer("data", "HEAD~1") == first
+    assert repo.read_pointer("data", "HEAD") == repo.read_pointer("data") != first
+    assert repo.tracked("HEAD~1") == ["data"]
+    assert repo.tracked("HEAD") == repo.tracked() == ["data", "m.bin"]
+    with pytest.raises(DatavcError, match="not tracked by datavc at revision 'HEAD~1'"):
+        repo.read_pointer("m.bin", "HEAD~1")
+    (scm / "m.bin.datavc").write_text('{"datavc": 99}\n')
+    git(scm, "commit", "-qam", "hostile")
+    with pytest.raises(InvalidInputError, match="at revision 'HEAD'"):
+        repo.read_pointer("m.bin", "HEAD")
+    assert repo.resolve("HEAD~2") == git(scm, "rev-parse", "HEAD~2").strip()

@@ -115,3 +115,82 @@ def test_commit_without_identity_is_a_clear_error(scm, monkeypatch):
     with pytest.raises(DatavcError) as info:
         Git(str(scm)).commit("m", ["a"])
     assert "git config user.name" in info.value.hint
+
+
+# --- reading history straight from git objects --------------------------------------------
+
+
+@pytest.fixture
+def history(scm):
+    """Two commits: a.txt v1 then v2, plus sub/b.datavc and a symlink in the second."""
+    import os
+
+    gen(scm, {"a.txt": "v1\n"})
+    git(scm, "add", "-A")
+    git(scm, "commit", "-qm", "one")
+    gen(scm, {"a.txt": "v2\n", "sub": {"b.datavc": "{}\n"}, "big.bin": b"x" * 5000})
+    os.symlink("a.txt", scm / "link.datavc")
+    git(scm, "add", "-A")
+    git(scm, "commit", "-qm", "two")
+    return scm
+
+
+def test_resolve_gives_the_commit_id(history):
+    g = Git(str(history))
+    assert g.resolve("HEAD") == git(history, "rev-parse", "HEAD").strip()
+    assert g.resolve("HEAD~1") == git(history, "rev-parse", "HEAD~1").strip()
+    assert g.resolve("main") == g.resolve("HEAD")
+
+
+@pytest.mark.parametrize("rev", ["nope", "HEAD~5", "HEAD:a.txt", "..", "0" * 40, ""])
+def test_resolve_unknown_revision_is_a_clear_error(history, rev):
+    with pytest.raises(DatavcError) as info:
+        Git(str(history)).resolve(rev)
+    assert info.value.exit_code == 1
+    assert f"'{rev}'" in info.value.message
+    assert "git log --oneline" in (info.value.hint or "")
+
+
+def test_read_file_at_any_revision_without_checking_out(history):
+    g = Git(str(history))
+    head = git(history, "rev-parse", "HEAD").strip()
+    assert g.read_file("HEAD~1", "a.txt") == b"v1\n"
+    assert g.read_file("HEAD", "a.txt") == b"v2\n"
+    assert g.read_file("HEAD", "sub/b.datavc") == b"{}\n"
+    assert (history / "a.txt").read_bytes() == b"v2\n"
+    assert git(history, "rev-parse", "HEAD").strip() == head
+    assert git(history, "status", "--porcelain") == ""
+
+
+@pytest.mark.parametrize("path", ["missing", "sub/missing", "a.txt/x", "sub", "/a.txt",
+                                  "link.datavc"])
+def test_read_file_missing_path_is_none(history, path):
+    assert Git(str(history)).read_file("HEAD", path) is None
+
+
+def test_read_file_missing_in_older_revision(history):
+    assert Git(str(history)).read_file("HEAD~1", "sub/b.datavc") is None
+
+
+def test_read_file_refuses_a_big_blob(history):
+    g = Git(str(history))
+    with pytest.raises(DatavcError) as info:
+        g.read_file("HEAD", "big.bin", max_bytes=4096)
+    assert info.value.exit_code == 6
+    assert "big.bin" in info.value.message
+    assert g.read_file("HEAD", "big.bin", max_bytes=5000) == b"x" * 5000
+
+
+def test_read_file_unknown_revision(history):
+    with pytest.raises(DatavcError) as info:
+        Git(str(history)).read_file("nope", "a.txt")
+    assert "'nope'" in info.value.message
+
+
+def test_files_lists_regular_files_by_suffix(history):
+    gen(history, {".datavc": {"x.datavc": "{}"}})
+    git(history, "add", "-f", "-A")
+    git(history, "commit", "-qm", "three")
+    g = Git(str(history))
+    assert g.files("HEAD", suffix=".datavc") == ["sub/b.datavc"]  # not the symlink, not .datavc/
+    assert g.files("HEAD~2", suffix=".datavc") == []
