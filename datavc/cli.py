@@ -125,20 +125,28 @@ def commit(targets: tuple[str, ...], message: str | None, as_json: bool) -> None
 
 @cli.command()
 @click.argument("targets", nargs=-1, type=click.Path())
+@click.option("--rev", metavar="REV",
+              help="Use the manifests of this git revision (HEAD and the work-tree "
+                   "manifests stay as they are); default targets: those tracked at REV.")
 @click.option("-f", "--force", is_flag=True,
               help="Replace or delete workspace files even if their content is not cached.")
 @json_option
-def checkout(targets: tuple[str, ...], force: bool, as_json: bool) -> None:
-    """Make the workspace data match the manifests.
+def checkout(targets: tuple[str, ...], rev: str | None, force: bool, as_json: bool) -> None:
+    """Make the workspace data match the manifests (of the work tree, or of --rev REV).
 
     Refuses (exit 1) to overwrite or delete a workspace file whose content is not in the
     cache, and lists those files; --force discards them.
 
+    With --rev, the data of a past revision is read from git objects without moving HEAD
+    or touching the work-tree *.datavc files; `datavc status` then shows how the workspace
+    differs from the work-tree manifests, and `datavc checkout` brings their data back.
+
     \b
     Example:
       git checkout v1 -- data.datavc && datavc checkout data
+      datavc checkout --rev HEAD~2 data      # the data of two commits ago
     """
-    results = _repo().checkout(list(targets) or None, force=force)
+    results = _repo().checkout(list(targets) or None, rev=rev, force=force)
     if as_json:
         _emit_json([r.to_dict() for r in results])
     else:

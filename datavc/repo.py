@@ -436,21 +436,28 @@ class Repo:
 
     # ----------------------------------------------------------- checkout
 
-    def checkout(self, targets: list[str] | None = None, *,
+    def checkout(self, targets: list[str] | None = None, *, rev: str | None = None,
                  force: bool = False) -> list[CheckoutResult]:
-        """Make the workspace match the manifests; refuse to lose uncached data."""
-        rels = self._targets(targets)
+        """Make the workspace match the manifests; refuse to lose uncached data.
+
+        With ``rev``, the manifests are those of that git revision (read from git objects:
+        HEAD, the index and the work-tree pointer files are left as they are), and the
+        default targets are those tracked at ``rev``.
+        """
+        sha = self.resolve(rev) if rev is not None else None
+        rels = self._targets(targets, sha)
         with self._locked("checkout"):
             state = self._state()
             try:
-                plans = [(rel, self._plan_checkout(rel, state, force)) for rel in rels]
+                plans = [(rel, self._plan_checkout(rel, state, force, sha)) for rel in rels]
                 results = [self._run_checkout(rel, plan, state) for rel, plan in plans]
             finally:
                 state.save()
         return results
 
-    def _plan_checkout(self, rel: str, state: StatCache, force: bool) -> Plan:
-        pointer = self.read_pointer(rel)
+    def _plan_checkout(self, rel: str, state: StatCache, force: bool,
+                       rev: str | None = None) -> Plan:
+        pointer = self.read_pointer(rel, rev)
         want = self._load_tree(rel, pointer)
         started = now_ns()
         scan = self._scan(rel, state, locked=True)
