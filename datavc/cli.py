@@ -190,6 +190,39 @@ def status(targets: tuple[str, ...], as_json: bool) -> None:
             click.echo(f"    {c.change + ':':<10} {c.path}{'/' if c.kind == 'dir' else ''}")
 
 
+@cli.command("ls")
+@click.argument("target", required=False, type=click.Path())
+@click.option("--rev", metavar="REV", help="List what the manifests of this git revision name.")
+@click.option("--parquet", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Write the list to FILE as Parquet (path, kind, oid, size, executable) "
+                   "instead of printing it (with --json, print the JSON too).")
+@json_option
+def ls_cmd(target: str | None, rev: str | None, parquet: str | None, as_json: bool) -> None:
+    """List tracked files (of TARGET, or of every target), their ids and sizes.
+
+    One line per file: `oid  size  path`. With --rev, the manifests of that git revision,
+    read from git objects (nothing is checked out).
+
+    \b
+    Example:
+      datavc ls data
+      datavc ls --rev v1 --parquet files.parquet
+    """
+    from .repo import write_ls_parquet
+
+    entries = _repo().ls(target, rev=rev)
+    if parquet is not None:
+        write_ls_parquet(entries, parquet)
+    if as_json:
+        _emit_json([e.to_dict() for e in entries])
+        return
+    if parquet is not None:
+        click.echo(f"Wrote {len(entries)} file(s) to {parquet}")
+        return
+    for e in entries:
+        click.echo(f"{e.oid}  {e.size}  {e.path}")
+
+
 @cli.command("hash-object")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("-w", "--write", is_flag=True, help="Also store the object in the cache.")

@@ -86,6 +86,21 @@ class CheckoutResult:
 
 
 @dataclass(frozen=True)
+class LsEntry:
+    """One tracked file, as ``datavc ls`` lists it (docs/json.md)."""
+
+    path: str
+    kind: str
+    oid: Oid
+    size: int
+    executable: bool
+
+    def to_dict(self) -> dict[str, object]:
+        return {"path": self.path, "kind": self.kind, "oid": str(self.oid),
+                "size": self.size, "executable": self.executable}
+
+
+@dataclass(frozen=True)
 class CommitResult:
     recorded: list[AddResult]
     git_commit: str | None
@@ -475,12 +490,12 @@ class Repo:
         plan.verify = set(plan.conflicts)
         return plan
 
-    def _load_tree(self, rel: str, pointer: Pointer) -> tree.Node:
+    def _load_tree(self, rel: str, pointer: Pointer, action: str = "check out") -> tree.Node:
         try:
             return tree.load(self.store, pointer.oid.digest, kind=pointer.kind,
                              size=pointer.size, nfiles=pointer.nfiles)
         except ObjectMissingError as exc:
-            raise ObjectMissingError(f"cannot check out '{rel}': {exc.message}",
+            raise ObjectMissingError(f"cannot {action} '{rel}': {exc.message}",
                                      hint="the cache lacks this data: re-add it where it "
                                           "still exists, or copy the objects from another "
                                           "clone's .datavc/cache"
@@ -575,6 +590,24 @@ class Repo:
         paths += sorted({os.path.join(os.path.dirname(r), ".gitignore") for r in rels})
         return self.git.commit(message, paths)
 
+    # ------------------------------------------------------------------ ls
+
+    def ls(self, target: str | os.PathLike[str] | None = None, *,
+           rev: str | None = None) -> list[LsEntry]:
+        """Every tracked file of ``target`` (default: of every target), recursively, as the
+        manifests of the work tree or of git revision ``rev`` name them, sorted by path."""
+        sha = self.resolve(rev) if rev is not None else None
+        rels = [self.target(target)] if target is not None else self.tracked(sha)
+        out: list[LsEntry] = []
+        for rel in rels:
+            pointer = self.read_pointer(rel, sha)
+            root = self._load_tree(rel, pointer, action="list")
+            out.extend(sorted((LsEntry(path, listing.FILE, Oid(node.digest), node.size,
+                                       node.executable)
+                               for path, node in tree.walk_files(root, rel)),
+                              key=lambda e: e.path))
+        return out
+
     # ----------------------------------------------------------- plumbing
 
     def hash_object(self, path: str | os.PathLike[str], *, write: bool = False) -> Oid:
@@ -615,6 +648,37 @@ class Repo:
             out.append((path, e))
             if recursive and e.kind == listing.DIR:
                 self._walk_listing(e.oid, path, recursive, out, budget)
+
+
+LS_SCHEMA = (("path", "string"), ("kind", "string"), ("oid", "string"), ("size", "int64"),
+             ("executable", "bool"))
+
+
+def write_ls_parquet(entries: list[LsEntry], path: str | os.PathLike[str]) -> None:
+    """Write ``entries`` as a Parquet file with the columns of LS_SCHEMA (docs/json.md),
+    through a temp file renamed into place. pyarrow is imported only here."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise DatavcError(f"cannot write Parquet: {exc}", hint="pip install pyarrow") from None
+    schema = pa.schema([(name, getattr(pa, "bool_" if t == "bool" else t)())
+                        for name, t in LS_SCHEMA])
+    columns = {
+        # a name that is not valid UTF-8 keeps its undecodable bytes as \udcXX text
+        "path": [e.path.encode("utf-8", "backslashreplace").decode() for e in entries],
+        "kind": [e.kind for e in entries],
+        "oid": [str(e.oid) for e in entries],
+        "size": [e.size for e in entries],
+        "executable": [e.executable for e in entries],
+    }
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table(columns, schema=schema), sink)
+    target = os.path.abspath(os.fspath(path))
+    try:
+        fsutil.atomic_write(target, sink.getvalue().to_pybytes())
+    except OSError as exc:
+        raise from_oserror(exc, target, "write") from exc
 
 
 def find_root(start: str) -> str | None:

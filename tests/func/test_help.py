@@ -13,7 +13,7 @@ COMMANDS = sorted(cli.commands)
 
 def test_the_documented_core_commands_exist():
     assert {"init", "add", "commit", "checkout", "status", "hash-object", "cat-object",
-            "ls-manifest"} <= set(COMMANDS)
+            "ls-manifest", "ls"} <= set(COMMANDS)
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import gen, git, read_tree
-from tests.func.helpers import fails, ok, write_pointer
+from tests.func.helpers import fails, oid_of, ok, write_pointer
 
 V1 = {"a": "a one\n", "b": "b one\n", "sub": {"c": "c one\n"}, "empty": {}}
 V2 = {"a": "a two\n", "d": "d two\n", "sub": {"c": "c one\n"}, "empty": {}}
@@ -103,7 +103,8 @@ def test_hostile_pointer_in_history_is_refused(hist, run, doc):
     (hist / "data.datavc").write_bytes(good)
     git(hist, "commit", "-qam", "repaired")
     before = read_tree(hist / "data")
-    for args in (["checkout", "--rev", "HEAD~1", "data"], ["checkout", "--rev", "HEAD~1"]):
+    for args in (["checkout", "--rev", "HEAD~1", "data"], ["checkout", "--rev", "HEAD~1"],
+                 ["ls", "--rev", "HEAD~1"]):
         r = fails(run(*args), 6)
         assert "data.datavc" in r.err
     assert read_tree(hist / "data") == before
@@ -117,3 +118,66 @@ def test_unsafe_manifest_name_in_history_is_refused(hist, run):
     git(hist, "commit", "-qm", "repaired")
     fails(run("checkout", "--rev", "HEAD~1"), 6)
     ok(run("checkout", "--rev", "HEAD"))
+
+
+# --- ls -----------------------------------------------------------------------------------
+
+
+def _rows(spec: dict, prefix: str = "data") -> list[tuple[str, str, int]]:
+    out = []
+    for name, value in spec.items():
+        if isinstance(value, dict):
+            out += _rows(value, f"{prefix}/{name}")
+        else:
+            out.append((f"{prefix}/{name}", oid_of(value.encode()), len(value.encode())))
+    return sorted(out)
+
+
+def test_ls_text_of_work_tree_and_of_a_revision(hist, run):
+    def parse(out: str) -> list[tuple[str, str, int]]:
+        rows = []
+        for line in out.splitlines():
+            oid, size, path = line.split("  ")
+            rows.append((path, oid, int(size)))
+        return rows
+
+    assert parse(ok(run("ls")).out) == _rows(V3)
+    assert parse(ok(run("ls", "data")).out) == _rows(V3)
+    assert parse(ok(run("ls", "--rev", "HEAD~2")).out) == _rows(V1)
+    assert parse(ok(run("ls", "data", "--rev", "HEAD~1")).out) == _rows(V2)
+    assert read_tree(hist / "data") == _bytes(V3)  # nothing checked out
+    fails(run("ls", "--rev", "nope"), 1)
+    fails(run("ls", "nothing"), 1)
+
+
+def test_ls_json_shape(hist, run):
+    gen(hist, {"run.sh": "#!/bin/sh\n"})
+    (hist / "run.sh").chmod(0o755)
+    ok(run("add", "run.sh"))
+    docs = json.loads(ok(run("ls", "--json")).out)
+    assert all(set(d) == {"path", "kind", "oid", "size", "executable"} for d in docs)
+    assert [(d["path"], d["oid"], d["size"]) for d in docs] == sorted(
+        _rows(V3) + [("run.sh", oid_of(b"#!/bin/sh\n"), 10)])
+    assert {d["kind"] for d in docs} == {"file"}
+    assert [d["executable"] for d in docs if d["path"] == "run.sh"] in ([True], [False])
+    assert not any(d["executable"] for d in docs if d["path"] != "run.sh")
+    assert json.loads(ok(run("ls", "--json", "--rev", "HEAD")).out) == [
+        d for d in docs if d["path"] != "run.sh"]
+
+
+def test_ls_parquet_round_trips(hist, run, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "files.parquet"
+    r = ok(run("ls", "--rev", "HEAD~2", "--parquet", str(out)))
+    assert "files.parquet" in r.out
+    table = pq.read_table(out)
+    assert table.schema.names == ["path", "kind", "oid", "size", "executable"]
+    assert [f.type for f in table.schema] == [pa.string(), pa.string(), pa.string(),
+                                              pa.int64(), pa.bool_()]
+    rows = table.to_pylist()
+    assert [(d["path"], d["oid"], d["size"]) for d in rows] == _rows(V1)
+    assert rows == json.loads(ok(run("ls", "--rev", "HEAD~2", "--json")).out)
+    assert not [p for p in tmp_path.iterdir() if p.name != "files.parquet" and
+                p.name.startswith(".") and "parquet" in p.name]

@@ -136,7 +136,7 @@ def _json_sections() -> dict[str, str]:
 
 def _json_shapes():
     from datavc.hashing import hash_bytes as h
-    from datavc.repo import AddResult, CheckoutResult, CommitResult, TargetStatus
+    from datavc.repo import AddResult, CheckoutResult, CommitResult, LsEntry, TargetStatus
     from datavc.treediff import Change
 
     add = AddResult("data", "data.datavc", h(b""), "dir", 0, 0, 0, True, [("data/p", "symlink")])
@@ -152,6 +152,7 @@ def _json_shapes():
         "datavc checkout": (list, [CheckoutResult("data", 0, 0, [], []).to_dict()], []),
         "datavc status": (list, [status, change.to_dict()], []),
         "datavc ls-manifest": (list, [entry], []),
+        "datavc ls": (list, [LsEntry("data/a", "file", h(b""), 0, False).to_dict()], []),
     }
 
 
@@ -167,7 +168,7 @@ def _objects(doc):
 
 
 @pytest.mark.parametrize("command", ["datavc add", "datavc commit", "datavc checkout",
-                                     "datavc status", "datavc ls-manifest"])
+                                     "datavc status", "datavc ls", "datavc ls-manifest"])
 def test_json_md_documents_every_key(command):
     import json
 
