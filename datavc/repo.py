@@ -203,6 +203,14 @@ class Repo:
                     os.unlink(path)
         return scan
 
+    def _scan_hashed(self, rel: str, state: StatCache, *, locked: bool) -> tree.Scan:
+        """Scan ``rel`` and hash what the stat cache does not know (nothing stored)."""
+        started = now_ns()
+        scan = self._scan(rel, state, locked=locked)
+        tree.resolve(scan, store=None, state=state, started_ns=started, jobs=self.jobs,
+                     track_exec=self._tracks_exec)
+        return scan
+
     def _state(self) -> StatCache:
         return StatCache.load(os.path.join(self.dir, "state", "stat"))
 
@@ -303,15 +311,16 @@ class Repo:
         if not paths:
             raise UsageError("nothing to add", hint="name a file or directory: datavc add data/")
         rels = [self.target(p) for p in paths]
+        others = self.tracked() + rels  # one walk of the work tree for all paths
         for rel in rels:
-            self._check_addable(rel, rels)
+            self._check_addable(rel, others)
         with self._locked("add"):
             state = self._state()
             results = self._record(rels, state)
             state.save()
         return results
 
-    def _check_addable(self, rel: str, all_rels: list[str]) -> None:
+    def _check_addable(self, rel: str, others: list[str]) -> None:
         path = os.path.join(self.root, rel)
         if not os.path.lexists(path):
             raise DatavcError(f"'{rel}' does not exist", hint="check the path")
@@ -327,7 +336,7 @@ class Repo:
                     f"'{rel}' is already tracked by git ({len(tracked)} file(s), e.g. "
                     f"'{tracked[0]}')",
                     hint=f"stop tracking it in git first: git rm -r --cached '{rel}'")
-        for other in self.tracked() + all_rels:
+        for other in others:
             if other != rel and (rel.startswith(other + "/") or other.startswith(rel + "/")):
                 raise DatavcError(f"'{rel}' overlaps '{other}', which is tracked separately",
                                   hint="track a directory or the paths inside it, not both")
@@ -474,10 +483,7 @@ class Repo:
                        rev: str | None = None) -> Plan:
         pointer = self.read_pointer(rel, rev)
         want = self._load_tree(rel, pointer)
-        started = now_ns()
-        scan = self._scan(rel, state, locked=True)
-        tree.resolve(scan, store=None, state=state, started_ns=started, jobs=self.jobs,
-                     track_exec=self._tracks_exec)
+        scan = self._scan_hashed(rel, state, locked=True)
         digests = set(tree.file_digests(want))
         if scan.root is not None:
             digests.update(tree.file_digests(scan.root))
@@ -512,13 +518,13 @@ class Repo:
         return CheckoutResult(rel, len(plan.writes), len(plan.deletes), plan.missing,
                               sorted(set(plan.conflicts)))
 
-    def _execute(self, plan: Plan, state: StatCache | None = None) -> None:
+    def _execute(self, plan: Plan, state: StatCache) -> None:
         root_fd = os.open(self.root, fsutil.O_DIR)
         try:
             types = self.config.link_types
             Executor(self.root, root_fd, self.store, types[types.index(self.link_type):]
                      if self.link_type in types else ("copy",),
-                     state or StatCache(""), self.jobs, self.reporter.advance).run(plan)
+                     state, self.jobs, self.reporter.advance).run(plan)
         finally:
             os.close(root_fd)
 
@@ -535,12 +541,9 @@ class Repo:
     def _status_one(self, rel: str, state: StatCache) -> TargetStatus:
         pointer = self.read_pointer(rel)
         pointer_rel = manifest.pointer_path(rel)
-        started = now_ns()
-        scan = self._scan(rel, state, locked=False)
+        scan = self._scan_hashed(rel, state, locked=False)
         if scan.root is None:
             return TargetStatus(rel, pointer_rel, "deleted")
-        tree.resolve(scan, store=None, state=state, started_ns=started, jobs=self.jobs,
-                     track_exec=self._tracks_exec)
         tree.finish(scan.root, store=None, where=rel)
         if scan.root.digest == pointer.oid.digest and tree.root_kind(scan.root) == pointer.kind:
             files = tree.file_digests(scan.root)
