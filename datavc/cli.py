@@ -16,9 +16,9 @@ from typing import Any
 import click
 
 from . import __version__
-from .errors import DatavcError, Interrupted, from_oserror
+from .errors import DatavcError, Interrupted, UsageError, from_oserror
 from .progress import TerminalReporter
-from .repo import Repo
+from .repo import DiffStat, Repo
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -188,6 +188,106 @@ def status(targets: tuple[str, ...], as_json: bool) -> None:
         click.echo(f"{r.path}: {r.state}")
         for c in r.changes:
             click.echo(f"    {c.change + ':':<10} {c.path}{'/' if c.kind == 'dir' else ''}")
+
+
+def _split_revisions(repo: Repo, args: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """The leading revisions (at most two) and the targets of ``diff A B TARGET...``."""
+    revs: list[str] = []
+    rest = list(args)
+    while rest and len(revs) < 2:
+        arg = rest[0]
+        is_rev = repo.git.is_revision(arg)
+        if not is_rev:
+            break
+        if os.path.lexists(arg) or os.path.lexists(arg + ".datavc"):
+            raise UsageError(f"'{arg}' is both a git revision and a path",
+                             hint=f"write ./{arg} for the path, or {arg}^{{commit}} "
+                                  "for the revision")
+        revs.append(rest.pop(0))
+    return revs, rest
+
+
+def _signed_size(n: int) -> str:
+    return ("-" if n < 0 else "+") + _size(abs(n))
+
+
+@cli.command()
+@click.argument("args", nargs=-1, metavar="[A [B]] [TARGET...]")
+@click.option("--stat", "stat_only", is_flag=True, help="Print only the totals.")
+@json_option
+def diff(args: tuple[str, ...], stat_only: bool, as_json: bool) -> None:
+    """Show which data files changed between two revisions, or a revision and the workspace.
+
+    A and B are git revisions; A defaults to HEAD and B to the data in the workspace.
+    TARGETs are tracked targets, paths inside them, or directories holding them (default:
+    everything tracked on either side). Only the subtrees whose ids differ are read, so a
+    small change to a huge dataset diffs at once. A file that moved keeps its id and is shown
+    as renamed. A path that is also a revision name must be written ./PATH.
+
+    \b
+    Example:
+      datavc diff                          # HEAD against the workspace data
+      datavc diff v1.1 v1.2 --stat         # 1204 added, 37 modified, 5 deleted, +812.0 MiB
+      datavc diff v1.1 v1.2 data/images --json
+    """
+    repo = _repo()
+    revs, targets = _split_revisions(repo, args)
+    a = revs[0] if revs else None
+    b = revs[1] if len(revs) > 1 else None
+    changes = repo.diff(a, b, list(targets) or None)
+    stat = DiffStat.of(changes)
+    if as_json:
+        _emit_json({"a": None if a is None and repo.git.is_unborn() else repo.resolve(a or "HEAD"),
+                    "b": repo.resolve(b) if b is not None else None,
+                    "workspace": b is None,
+                    "changes": [] if stat_only else [c.to_dict() for c in changes],
+                    "stat": stat.to_dict()})
+        return
+    if not stat_only:
+        for c in changes:
+            path = f"{c.old_path} -> {c.path}" if c.old_path else c.path
+            click.echo(f"{c.change + ':':<10} {path}{'/' if c.kind == 'dir' else ''}")
+    if not changes:
+        click.echo("No data changes.")
+    elif stat_only or len(changes) > 1:
+        parts = [f"{n} {k}" for k, n in (("added", stat.added), ("modified", stat.modified),
+                                          ("deleted", stat.deleted), ("renamed", stat.renamed))
+                 if n or k != "renamed"]
+        click.echo(f"{', '.join(parts)}, {_signed_size(stat.size_delta)}")
+
+
+@cli.command()
+@click.argument("target", type=click.Path())
+@click.option("--rev", metavar="REV", default="HEAD", show_default=True,
+              help="Start from this git revision.")
+@json_option
+def log(target: str, rev: str, as_json: bool) -> None:
+    """Show the commits where a dataset's data changed, newest first.
+
+    Each entry: the commit, its author and date, whether TARGET was added, modified or
+    deleted there, its file count and size at that commit, and the commit message.
+    Commits that changed only a manifest's metadata are left out. A manifest that fails
+    validation at some commit is reported (`invalid manifest`) and never read further.
+
+    \b
+    Example:
+      datavc log data/images
+      datavc log data/images --json | jq '.[0].nfiles'
+    """
+    entries = _repo().log(target, rev=rev)
+    if as_json:
+        _emit_json([e.to_dict() for e in entries])
+    else:
+        for e in entries:
+            click.echo(f"{e.commit[:12]}  {e.date}  {e.author} <{e.email}>")
+            if e.error:
+                what = f"invalid manifest: {e.error}"
+            elif e.change == "deleted":
+                what = "deleted"
+            else:
+                what = f"{e.change}: {e.nfiles} file(s), {_size(e.size or 0)}"
+            subject = e.message.splitlines()[0] if e.message else ""
+            click.echo(f"    {what}\n    {subject}\n")
 
 
 @cli.command("ls")

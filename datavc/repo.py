@@ -30,7 +30,7 @@ from .parallel import default_jobs, publish
 from .paths import split_relpath
 from .report import Reporter
 from .state import StatCache, now_ns
-from .treediff import Budget, Change, Ref, diff
+from .treediff import Budget, Change, Ref, Side, diff, lookup, with_renames
 from .workspace import Executor, Plan, make_plan, refuse_conflicts
 
 DATAVC_DIR = ".datavc"
@@ -98,6 +98,60 @@ class LsEntry:
     def to_dict(self) -> dict[str, object]:
         return {"path": self.path, "kind": self.kind, "oid": str(self.oid),
                 "size": self.size, "executable": self.executable}
+
+
+@dataclass(frozen=True)
+class DiffStat:
+    """Totals of a diff: files added, modified, deleted and renamed, and the size change."""
+
+    added: int
+    modified: int
+    deleted: int
+    renamed: int
+    size_delta: int
+
+    @classmethod
+    def of(cls, changes: list[Change]) -> DiffStat:
+        files = [c for c in changes if c.kind == listing.FILE]
+        count = {k: sum(1 for c in files if c.change == k)
+                 for k in ("added", "modified", "deleted", "renamed")}
+        delta = sum((c.new_size or 0) - (c.old_size or 0) for c in files)
+        return cls(size_delta=delta, **count)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"added": self.added, "modified": self.modified, "deleted": self.deleted,
+                "renamed": self.renamed, "size_delta": self.size_delta}
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One commit where a target's id changed (``change``: added, modified or deleted)."""
+
+    commit: str
+    author: str
+    email: str
+    date: str
+    message: str
+    change: str
+    oid: Oid | None
+    size: int | None
+    nfiles: int | None
+    error: str | None = None  # the manifest at this commit is invalid; nothing else is read
+
+    def to_dict(self) -> dict[str, object]:
+        return {"commit": self.commit, "author": self.author, "email": self.email,
+                "date": self.date, "message": self.message, "change": self.change,
+                "oid": str(self.oid) if self.oid else None, "size": self.size,
+                "nfiles": self.nfiles, "error": self.error}
+
+
+@dataclass(frozen=True)
+class _At:
+    """One side of a diff: a commit (``sha`` None for the empty history before the first
+    commit), or the workspace."""
+
+    sha: str | None = None
+    workspace: bool = False
 
 
 @dataclass(frozen=True)
@@ -592,6 +646,150 @@ class Repo:
         paths = [manifest.pointer_path(r) for r in rels]
         paths += sorted({os.path.join(os.path.dirname(r), ".gitignore") for r in rels})
         return self.git.commit(message, paths)
+
+    # ---------------------------------------------------------------- diff
+
+    def diff(self, a: str | None = None, b: str | None = None,
+             targets: str | os.PathLike[str] | list[str | os.PathLike[str]] | None = None
+             ) -> list[Change]:
+        """File-level changes from revision ``a`` (default HEAD) to revision ``b`` (default:
+        the workspace data), for ``targets`` (tracked targets, paths inside them, or
+        directories holding them; default: every target tracked on either side).
+
+        Only the subtrees whose ids differ are read. A deleted file whose content reappears
+        at another path is one ``renamed`` change.
+        """
+        old = self._diff_side(a or "HEAD")
+        new = self._diff_side(b) if b is not None else _At(workspace=True)
+        if isinstance(targets, (str, os.PathLike)):
+            targets = [targets]
+        state = self._state() if new.workspace else None
+        out: list[Change] = []
+        for rel in self._diff_paths(targets, old, new):
+            before, n_before = self._stored_at(rel, old)
+            if state is not None:
+                after: Side | None = self._workspace_at(rel, state)
+                n_after = 0
+            else:
+                after, n_after = self._stored_at(rel, new)
+            budget = Budget.for_pointer(n_before + n_after)
+            check_mode = self._tracks_exec if new.workspace else True
+            try:
+                out.extend(diff(self.store, rel, before, after, check_mode=check_mode,
+                                budget=budget))
+            except ObjectMissingError as exc:
+                raise ObjectMissingError(
+                    f"cannot diff '{rel}': {exc.message}",
+                    hint="the listings of that revision are not in this cache: add or check "
+                         "out its data where it exists, or copy the objects from another "
+                         "clone's .datavc/cache") from None
+        if state is not None:
+            self._save_state_if_free(state)
+        return with_renames(out)
+
+    def _diff_side(self, rev: str) -> _At:
+        if rev == "HEAD" and self.git.is_unborn():
+            return _At(None)
+        return _At(self.resolve(rev))
+
+    def _tracked_at(self, at: _At) -> list[str]:
+        if at.workspace:
+            return self.tracked()
+        return self.tracked(at.sha) if at.sha is not None else []
+
+    def _diff_paths(self, targets: list[str | os.PathLike[str]] | None,
+                    old: _At, new: _At) -> list[str]:
+        known = sorted(set(self._tracked_at(old)) | set(self._tracked_at(new)))
+        if not targets:
+            return known
+        out: list[str] = []
+        for arg in targets:
+            rel = self.target(arg)
+            below = [t for t in known if t == rel or t.startswith(rel + "/")]
+            inside = [t for t in known if rel.startswith(t + "/")]
+            if not below and not inside:
+                raise DatavcError(f"'{rel}' is not tracked by datavc on either side of the diff",
+                                  hint="name a tracked target or a path inside one; "
+                                       "see `datavc ls`")
+            out.extend(below or [rel])
+        return sorted(set(out))
+
+    def _stored_at(self, rel: str, at: _At) -> tuple[Ref | None, int]:
+        """The stored node at work-tree path ``rel`` as of ``at``'s manifests (a target, or a
+        path inside one: only the listings on the way are read), with its target's nfiles."""
+        if at.sha is None and not at.workspace:
+            return None, 0
+        sha = None if at.workspace else at.sha
+        for target in self._tracked_at(at):
+            if rel == target or rel.startswith(target + "/"):
+                pointer = self.read_pointer(target, sha)
+                ref = Ref(pointer.kind, pointer.oid.digest, pointer.size)
+                parts = rel[len(target) + 1:].split("/") if rel != target else []
+                budget = Budget.for_pointer(pointer.nfiles)
+                try:
+                    return lookup(self.store, ref, parts, budget), pointer.nfiles
+                except ObjectMissingError as exc:
+                    raise ObjectMissingError(f"cannot diff '{rel}': {exc.message}",
+                                             hint="the listings of that revision are not in "
+                                                  "this cache") from None
+        return None, 0
+
+    def _workspace_at(self, rel: str, state: StatCache) -> tree.Node | None:
+        scan = self._scan_hashed(rel, state, locked=False)
+        if scan.root is not None:
+            tree.finish(scan.root, store=None, where=rel)
+        return scan.root
+
+    # ----------------------------------------------------------------- log
+
+    def log(self, target: str | os.PathLike[str], *, rev: str = "HEAD") -> list[LogEntry]:
+        """The commits reachable from ``rev``, newest first, where ``target``'s id changed,
+        with its size and file count at each. A manifest that fails validation at some
+        commit is reported in that entry's ``error``, never read further."""
+        rel = self.target(target)
+        if rev == "HEAD" and self.git.is_unborn():
+            return []
+        pointer_rel = manifest.pointer_path(rel)
+        parsed: dict[str, Pointer | str] = {}
+
+        def pointer(blob: str | None) -> Pointer | str | None:
+            if blob is None:
+                return None
+            if blob not in parsed:
+                try:
+                    parsed[blob] = manifest.loads(self.git.read_blob(blob),
+                                                  where=f"{pointer_rel} (git blob {blob})")
+                except DatavcError as exc:
+                    parsed[blob] = exc.message
+                    self.reporter.warn(f"{pointer_rel} in git blob {blob} is invalid and was "
+                                       f"not read: {exc.message}")
+            return parsed[blob]
+
+        out: list[LogEntry] = []
+        for info, here, parents in self.git.path_history(pointer_rel, rev):
+            now = pointer(here)
+            before = [pointer(p) for p in parents]
+            if isinstance(now, Pointer) and any(
+                    isinstance(p, Pointer) and p.oid == now.oid and p.kind == now.kind
+                    for p in before):
+                continue  # only the manifest's metadata changed, not the data
+            if now is None:
+                change = "deleted"
+            elif any(p is not None for p in before):
+                change = "modified"
+            else:
+                change = "added"
+            ok = now if isinstance(now, Pointer) else None
+            out.append(LogEntry(info.id, info.author, info.email, info.date, info.message,
+                                change, ok.oid if ok else None, ok.size if ok else None,
+                                ok.nfiles if ok else None,
+                                now if isinstance(now, str) else None))
+        if not out:
+            raise DatavcError(f"'{rel}' has no history as a datavc target (no commit reachable "
+                              f"from '{rev}' has {pointer_rel})",
+                              hint="name a tracked target: see `datavc ls` or "
+                                   "`git log --stat -- '*.datavc'`")
+        return out
 
     # ------------------------------------------------------------------ ls
 

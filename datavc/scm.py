@@ -6,13 +6,26 @@ then the git commit that names them).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from . import fsutil, manifest
 from .errors import DatavcError, InvalidInputError, UnsafePathError
 
 _SPECIAL = set("*?[]\\!#")
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """What ``datavc log`` shows of one git commit."""
+
+    id: str
+    author: str
+    email: str
+    date: str  # ISO 8601 with the author's UTC offset
+    message: str
 
 
 def discover_worktree(start: str) -> str | None:
@@ -70,6 +83,62 @@ class Git:
                 hint="this is not a datavc manifest: check the revision")
         blob: Any = self.repo[entry.id]
         return bytes(blob.data)
+
+    def is_unborn(self) -> bool:
+        """True before the first commit (HEAD names a branch with no commit yet)."""
+        return bool(self.repo.head_is_unborn)
+
+    def is_revision(self, rev: str) -> bool:
+        try:
+            self.resolve(rev)
+        except DatavcError:
+            return False
+        return True
+
+    def read_blob(self, blob_id: str, *, max_bytes: int = manifest.MAX_BYTES) -> bytes:
+        """The bytes of one blob, refused (exit 6) when over ``max_bytes``."""
+        size = self.repo.odb.read_header(blob_id)[1]
+        if size > max_bytes:
+            raise InvalidInputError(f"git blob {blob_id} is {size} bytes, more than {max_bytes}",
+                                    hint="this is not a datavc manifest")
+        blob: Any = self.repo[blob_id]
+        return bytes(blob.data)
+
+    def path_history(self, path: str, start: str = "HEAD"
+                     ) -> Iterator[tuple[CommitInfo, str | None, list[str | None]]]:
+        """The commits reachable from ``start``, newest first, whose blob at ``path`` differs
+        from that of every parent (a root commit: where the blob exists), as
+        (commit, blob id or None, parents' blob ids). Like ``git log --full-history`` without
+        merges that kept one parent's version."""
+        pygit2 = self._pygit2
+        walker = self.repo.walk(self.resolve(start),
+                                pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME)
+        for commit in walker:
+            here = self._blob_at(commit, path)
+            parents = [self._blob_at(p, path) for p in commit.parents]
+            if (all(here != p for p in parents) if parents else here is not None):
+                yield self._info(commit), here, parents
+
+    def _blob_at(self, commit: Any, path: str) -> str | None:
+        try:
+            entry = commit.tree[path]
+        except (KeyError, ValueError):
+            return None
+        if entry.type_str != "blob" or entry.filemode == self._pygit2.GIT_FILEMODE_LINK:
+            return None
+        return str(entry.id)
+
+    @staticmethod
+    def _info(commit: Any) -> CommitInfo:
+        author = commit.author
+        try:
+            tz = timezone(timedelta(minutes=author.offset))
+            date = datetime.fromtimestamp(author.time, tz).isoformat()
+        except (ValueError, OverflowError, OSError):  # a forged date: show the raw number
+            date = str(author.time)
+        text = commit.raw_message.decode("utf-8", "replace")  # hostile history: never fail
+        return CommitInfo(str(commit.id), author.raw_name.decode("utf-8", "replace"),
+                          author.raw_email.decode("utf-8", "replace"), date, text.rstrip("\n"))
 
     def files(self, rev: str, *, suffix: str) -> list[str]:
         """Every regular file path whose name ends with ``suffix`` in revision ``rev``,
