@@ -204,6 +204,10 @@ def _split_revisions(repo: Repo, args: tuple[str, ...]) -> tuple[list[str], list
                              hint=f"write ./{arg} for the path, or {arg}^{{commit}} "
                                   "for the revision")
         revs.append(rest.pop(0))
+    if rest and len(revs) == 2 and repo.git.is_revision(rest[0]) and not (
+            os.path.lexists(rest[0]) or os.path.lexists(rest[0] + ".datavc")):
+        raise UsageError(f"'{rest[0]}' is a third revision: diff compares two",
+                         hint="datavc diff A B [TARGET...]")
     return revs, rest
 
 

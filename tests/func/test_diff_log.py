@@ -145,6 +145,11 @@ def test_diff_path_that_is_also_a_revision_name_is_ambiguous(hist, run):
         ("data/sub/c", "modified"), ("data/sub/e", "added")]
 
 
+def test_diff_takes_at_most_two_revisions(hist, run):
+    r = fails(run("diff", "HEAD~2", "HEAD~1", "HEAD"), 2)
+    assert "third revision" in r.err
+
+
 def test_diff_refuses_an_invalid_manifest_in_history(hist, run):
     write_pointer(hist, "data", {"datavc": 99, "kind": "dir"})
     git(hist, "commit", "-qam", "hostile")
