@@ -385,6 +385,127 @@ def ls_manifest(pointer: str, as_json: bool) -> None:
         click.echo(f"{e.kind}\t{e.oid}\t{e.size}\t{path}")
 
 
+@cli.group(context_settings=CONTEXT)
+def remote() -> None:
+    """Manage remotes: where `datavc push` sends objects and `pull` gets them.
+
+    Remotes live in .datavc/config.toml (tracked: the team shares them) or, with --local,
+    in .datavc/config.local.toml (this machine only: credentials, profiles, overrides).
+    The tracked file refuses credentials (exit 6).
+
+    \b
+    Example:
+      datavc remote add storage s3://ml-data/project --default
+      datavc remote modify storage endpoint_url http://127.0.0.1:9000
+      datavc remote modify storage --local profile ml-team
+      datavc remote list
+    """
+
+
+local_option = click.option("--local", is_flag=True,
+                            help="Write .datavc/config.local.toml (ignored by git) instead.")
+
+
+@remote.command("add")
+@click.argument("name")
+@click.argument("url")
+@click.option("-d", "--default", "default", is_flag=True, help="Also make it the default.")
+@click.option("-f", "--force", is_flag=True, help="Replace a remote of that name.")
+@local_option
+def remote_add(name: str, url: str, default: bool, force: bool, local: bool) -> None:
+    """Add a remote NAME at URL: s3://BUCKET/PREFIX, file:///PATH or a directory.
+
+    \b
+    Example:
+      datavc remote add storage s3://ml-data/project --default
+      datavc remote add backup /mnt/nas/datavc
+    """
+    repo = _repo()
+    repo.remote_add(name, url, default=default, local=local, force=force)
+    click.echo(f"Added remote {name}" + (" (default)" if default else ""))
+
+
+@remote.command("modify")
+@click.argument("name")
+@click.argument("key")
+@click.argument("value", required=False)
+@click.option("-u", "--unset", is_flag=True, help="Remove KEY instead of setting it.")
+@local_option
+def remote_modify(name: str, key: str, value: str | None, unset: bool, local: bool) -> None:
+    """Set KEY of remote NAME to VALUE (url, endpoint_url, region, profile, path_style;
+    access_key_id, secret_access_key and session_token only with --local).
+
+    \b
+    Example:
+      datavc remote modify storage endpoint_url http://127.0.0.1:9000
+      datavc remote modify storage --local secret_access_key "$SECRET"
+      datavc remote modify storage region --unset
+    """
+    if unset == (value is not None):
+        raise UsageError("give a VALUE, or --unset without one")
+    _repo().remote_modify(name, key, None if unset else value, local=local)
+
+
+@remote.command("list")
+@json_option
+def remote_list(as_json: bool) -> None:
+    """List the remotes: name, URL (credentials masked), settings, the default.
+
+    \b
+    Example:
+      datavc remote list --json
+    """
+    remotes = _repo().remotes()
+    if as_json:
+        _emit_json([r.to_dict() for r in remotes])
+        return
+    if not remotes:
+        click.echo("No remotes: `datavc remote add NAME URL` to add one.")
+    for r in remotes:
+        extra = "".join(f" {k}={v}" for k, v in r.settings.items())
+        flags = " (default)" if r.default else ""
+        click.echo(f"{r.name}\t{r.url}{flags}{extra}")
+
+
+@remote.command("remove")
+@click.argument("name")
+@local_option
+def remote_remove(name: str, local: bool) -> None:
+    """Remove remote NAME (from both config files; with --local, only from the local one).
+
+    \b
+    Example:
+      datavc remote remove backup
+    """
+    _repo().remote_remove(name, local=local)
+    click.echo(f"Removed remote {name}")
+
+
+@remote.command("default")
+@click.argument("name", required=False)
+@click.option("-u", "--unset", is_flag=True, help="Unset the default remote.")
+@local_option
+def remote_default(name: str | None, unset: bool, local: bool) -> None:
+    """Show the default remote, or make NAME the default.
+
+    \b
+    Example:
+      datavc remote default storage
+      datavc remote default            # prints the default's name
+    """
+    repo = _repo()
+    if unset or name is not None:
+        if unset and name is not None:
+            raise UsageError("give NAME or --unset, not both")
+        repo.remote_default(name, local=local)
+        return
+    default = repo.default_remote()
+    if default is None:
+        raise DatavcError("no default remote is set",
+                          hint="datavc remote default NAME (see `datavc remote list`)")
+    click.echo(default)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the command, turn every expected failure into its exit code."""
     sys.setrecursionlimit(10_000)

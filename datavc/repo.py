@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import config as config_mod
 from . import fsutil, listing, manifest, scm, tree
@@ -849,6 +850,46 @@ class Repo:
             out.append((path, e))
             if recursive and e.kind == listing.DIR:
                 self._walk_listing(e.oid, path, recursive, out, budget)
+
+    # ------------------------------------------------------------- remotes
+
+    def remotes(self) -> list[config_mod.RemoteInfo]:
+        """The configured remotes (both config files merged), credentials masked."""
+        return config_mod.remotes(self.dir)
+
+    def remote_add(self, name: str, url: str, *, default: bool = False, local: bool = False,
+                   force: bool = False) -> None:
+        """Add remote ``name`` at ``url`` (``s3://BUCKET/PREFIX``, ``file:///PATH`` or a
+        directory; a relative directory is taken from the current directory and stored
+        relative to the repository root)."""
+        if "://" not in url and not os.path.isabs(url):
+            url = os.path.relpath(os.path.abspath(url), self.root)
+        config_mod.check_url(url, where="remote URL")
+        self._edit_config(config_mod.remote_add, name, url, local=local, default=default,
+                          force=force)
+
+    def remote_modify(self, name: str, key: str, value: str | None, *,
+                      local: bool = False) -> None:
+        """Set one setting of a remote; ``value`` None unsets it."""
+        self._edit_config(config_mod.remote_modify, name, key, value, local=local)
+
+    def remote_remove(self, name: str, *, local: bool = False) -> None:
+        self._edit_config(config_mod.remote_remove, name, local=local)
+
+    def remote_default(self, name: str | None, *, local: bool = False) -> None:
+        """Make ``name`` the default remote; None unsets the default."""
+        self._edit_config(config_mod.remote_default, name, local=local)
+
+    def default_remote(self) -> str | None:
+        return (self.config.raw or {}).get("core", {}).get("remote")
+
+    def _edit_config(self, edit: Any, *args: Any, **kwargs: Any) -> None:
+        with self._locked("remote"):
+            try:
+                edit(self.dir, *args, **kwargs)
+            except OSError as exc:
+                raise from_oserror(exc, self.dir, "write the config in") from exc
+            self.config = config_mod.load(self.dir)
 
 
 LS_SCHEMA = (("path", "string"), ("kind", "string"), ("oid", "string"), ("size", "int64"),

@@ -130,11 +130,12 @@ def test_format_md_pointer_example_matches_the_writer():
 
 def _json_sections() -> dict[str, str]:
     text = (DOCS / "json.md").read_text(encoding="utf-8")
-    parts = re.split(r"^## (datavc [a-z-]+)\n", text, flags=re.M)
+    parts = re.split(r"^## (datavc [a-z -]+)\n", text, flags=re.M)
     return dict(zip(parts[1::2], parts[2::2], strict=True))
 
 
 def _json_shapes():
+    from datavc.config import RemoteInfo
     from datavc.hashing import hash_bytes as h
     from datavc.repo import (
         AddResult,
@@ -167,6 +168,8 @@ def _json_shapes():
         "datavc ls": (list, [LsEntry("data/a", "file", h(b""), 0, False).to_dict()], []),
         "datavc diff": (dict, [diff, stat], [change.to_dict()]),  # change: see status
         "datavc log": (list, [log], []),
+        "datavc remote list": (list, [RemoteInfo("s", "s3://b/p", True, {}, False).to_dict()],
+                               [{"endpoint_url": "", "profile": "", "secret_access_key": ""}]),
     }
 
 
@@ -183,7 +186,7 @@ def _objects(doc):
 
 @pytest.mark.parametrize("command", ["datavc add", "datavc commit", "datavc checkout",
                                      "datavc status", "datavc ls", "datavc ls-manifest",
-                                     "datavc diff", "datavc log"])
+                                     "datavc diff", "datavc log", "datavc remote list"])
 def test_json_md_documents_every_key(command):
     import json
 
