@@ -62,14 +62,27 @@ def cli() -> None:
 def init(no_scm: bool) -> None:
     """Make the current git work tree a datavc repository.
 
+    Also sets up git to merge pointer manifests with `datavc merge-driver`: the line
+    `*.datavc merge=datavc` in .gitattributes (staged) and the driver in .git/config. A clone
+    does not carry .git/config: run `datavc init` again in a fresh clone (or in a repository
+    made before this set-up existed); on an existing repository it only does this set-up,
+    idempotently.
+
     \b
     Example:
       git init && datavc init
+      git clone URL proj && cd proj && datavc init   # set up a fresh clone
     """
     repo = Repo.init(".", no_scm=no_scm, reporter=TerminalReporter())
-    click.echo(f"Initialized datavc repository in {repo.dir}")
+    if repo.reinitialized:
+        click.echo(f"Reinitialized existing datavc repository in {repo.dir}")
+    else:
+        click.echo(f"Initialized datavc repository in {repo.dir}")
     if not no_scm:
-        click.echo("Staged .datavc/config.toml and .datavc/.gitignore; commit them with git.")
+        click.echo("Set up the datavc merge driver for *.datavc (.gitattributes, .git/config).")
+        if not repo.reinitialized:
+            click.echo("Staged .datavc/config.toml, .datavc/.gitignore and .gitattributes; "
+                       "commit them with git.")
 
 
 @cli.command()
@@ -504,6 +517,36 @@ def remote_default(name: str | None, unset: bool, local: bool) -> None:
         raise DatavcError("no default remote is set",
                           hint="datavc remote default NAME (see `datavc remote list`)")
     click.echo(default)
+
+@cli.command("merge-driver")
+@click.argument("base", type=click.Path(dir_okay=False))
+@click.argument("ours", type=click.Path(dir_okay=False))
+@click.argument("theirs", type=click.Path(dir_okay=False))
+@click.argument("path")
+def merge_driver(base: str, ours: str, theirs: str, path: str) -> None:
+    """Merge two branches' changes to one pointer manifest: git's merge driver (plumbing).
+
+    git runs it as `merge-driver %O %A %B %P` for files marked `merge=datavc` in
+    .gitattributes, which `datavc init` sets up: BASE, OURS and THEIRS hold the three
+    versions of the manifest PATH (BASE is empty when both branches added it). Changes to
+    different files of a directory merge: the merged manifest is written into OURS (its new
+    listings into the cache) and the exit code is 0. Paths both branches changed differently
+    are printed on stderr, one per line, OURS is left as it is, and the exit code is 1, so
+    git reports a conflict; so is a side that is not a valid manifest.
+
+    \b
+    Example:
+      datavc merge-driver base.datavc ours.datavc theirs.datavc data.datavc
+    """
+    result = _repo().merge_pointers(base, ours, theirs, path)
+    if result.clean:
+        return
+    for c in result.conflicts:
+        click.echo(f"datavc: conflict: {c.path}: {c.reason}", err=True)
+    click.echo(f"hint: {path} was left as our side. Keep a side with `git checkout --ours "
+               f"{path}` (or --theirs), or combine the data by hand and run `datavc add "
+               f"{result.target}`; then `git add {path}`", err=True)
+    raise click.exceptions.Exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import config as config_mod
-from . import fsutil, listing, manifest, scm, tree
+from . import fsutil, listing, manifest, merge, scm, tree
 from .errors import (
     DatavcError,
     InvalidInputError,
@@ -185,29 +185,39 @@ class Repo:
 
     # ----------------------------------------------------------------- init
 
+    reinitialized = False  # set by init() on a repository that already existed
+
     @classmethod
     def init(cls, path: str | os.PathLike[str] = ".", *, no_scm: bool = False,
              reporter: Reporter | None = None) -> Repo:
-        """Make ``path`` (a git work tree's root unless ``no_scm``) a datavc repository."""
+        """Make ``path`` (a git work tree's root unless ``no_scm``) a datavc repository, and
+        set up git's merge driver for pointer manifests (``.gitattributes``, staged, and this
+        clone's ``.git/config``). On an existing repository (e.g. a fresh clone), only the
+        git set-up is done, idempotently, and ``reinitialized`` is True."""
         path = os.path.abspath(path)
         root = path if no_scm else scm.discover_worktree(path)
         if root is None:
             raise DatavcError(f"'{path}' is not inside a git work tree",
                               hint="run `git init` first, or `datavc init --no-scm`")
         ddir = os.path.join(root, DATAVC_DIR)
-        if os.path.isdir(ddir):
-            raise DatavcError(f"'{root}' is already a datavc repository ({ddir})")
-        try:
-            os.makedirs(ddir)
-            config_mod.write(os.path.join(ddir, "config.toml"),
-                             {"core": {"format": config_mod.FORMAT}})
-            fsutil.atomic_write(os.path.join(ddir, ".gitignore"), GITIGNORE.encode())
-        except OSError as exc:
-            raise from_oserror(exc, ddir, "create") from exc
+        existed = os.path.isdir(ddir)
+        if not existed:
+            try:
+                os.makedirs(ddir)
+                config_mod.write(os.path.join(ddir, "config.toml"),
+                                 {"core": {"format": config_mod.FORMAT}})
+                fsutil.atomic_write(os.path.join(ddir, ".gitignore"), GITIGNORE.encode())
+            except OSError as exc:
+                raise from_oserror(exc, ddir, "create") from exc
         repo = cls(root, reporter=reporter)
+        repo.reinitialized = existed
         repo.store.ensure_layout()
         if not no_scm:
-            repo.git.stage([f"{DATAVC_DIR}/config.toml", f"{DATAVC_DIR}/.gitignore"])
+            staged = [] if existed else [f"{DATAVC_DIR}/config.toml", f"{DATAVC_DIR}/.gitignore"]
+            if scm.ensure_merge_attribute(root):
+                staged.append(".gitattributes")
+            repo.git.stage(staged)
+            repo.git.configure(scm.merge_driver_config())
         return repo
 
     # ------------------------------------------------------------ internals
@@ -791,6 +801,38 @@ class Repo:
                               hint="name a tracked target: see `datavc ls` or "
                                    "`git log --stat -- '*.datavc'`")
         return out
+
+    # --------------------------------------------------------------- merge
+
+    def merge_pointers(self, base: str | os.PathLike[str], ours: str | os.PathLike[str],
+                       theirs: str | os.PathLike[str], path: str) -> merge.PointerMerge:
+        """Three-way merge of the pointer manifest ``path`` from the files ``base``, ``ours``
+        and ``theirs`` (git's merge driver: ``%O %A %B %P``; an empty or absent file is a
+        side without the manifest).
+
+        Clean: the new listings are stored (under the lock, taken only when some are not in
+        the cache yet), then the merged pointer is written into ``ours``, atomically.
+        Otherwise ``ours`` is left as it is, and the conflicts say why; an invalid side, a
+        missing listing or a corrupt one is a conflict too, naming it.
+        """
+        target = path.removesuffix(manifest.SUFFIX) or path
+        try:
+            sides = [merge.read_side(f, where=f"{path} ({side})")
+                     for f, side in ((base, "base"), (ours, "ours"), (theirs, "theirs"))]
+            result = merge.merge_pointers(self.store, *sides, target=target)
+        except DatavcError as exc:
+            return merge.PointerMerge(target, None, [merge.Conflict(target, exc.message)])
+        if result.pointer is None:
+            return result if result.conflicts else merge.PointerMerge(
+                target, None, [merge.Conflict(target, "the merge removes it")])
+        missing = result.listings.keys() - self.store.present_digests(set(result.listings))
+        if missing:
+            with self._locked("merge-driver"):
+                for digest in missing:
+                    self.store.add_bytes(result.listings[digest])
+                publish(self.store, jobs=1)
+        fsutil.atomic_write(os.path.abspath(ours), result.pointer.dumps())
+        return result
 
     # ------------------------------------------------------------------ ls
 

@@ -6,15 +6,19 @@ then the git commit that names them).
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from . import fsutil, manifest
-from .errors import DatavcError, InvalidInputError, UnsafePathError
+from .errors import DatavcError, InvalidInputError, UnsafePathError, from_oserror
 
 _SPECIAL = set("*?[]\\!#")
+MERGE_ATTRIBUTE = "*.datavc merge=datavc"
+_MAX_ATTRIBUTES = 100 << 20  # git ignores a bigger .gitattributes
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,21 @@ class Git:
                 index.remove(rel)
         index.write()
 
+    def configure(self, values: dict[str, str]) -> bool:
+        """Set ``values`` in this clone's git config (``.git/config``) where git's config
+        does not already hold them; True when anything was written."""
+        config = self.repo.config
+        changed = False
+        for key, value in values.items():
+            try:
+                current = config[key]
+            except KeyError:
+                current = None
+            if current != value:
+                config[key] = value
+                changed = True
+        return changed
+
     def commit(self, message: str, paths: Iterable[str]) -> str | None:
         """Stage ``paths`` and commit the index; None when there is nothing to commit."""
         self.stage(paths)
@@ -231,3 +250,40 @@ def ensure_ignored(root: str, rel: str, *, tmp_dir: str | None = None) -> str | 
     fsutil.atomic_write(path, (text + line + "\n").encode("utf-8", "surrogateescape"),
                         tmp_dir=tmp_dir)
     return ignore_rel
+
+
+def merge_driver_config() -> dict[str, str]:
+    """The git config that defines the ``datavc`` merge driver (docs/format.md).
+
+    The command is this interpreter with ``-m datavc``, by absolute path: git runs drivers
+    through the shell with its own PATH, on which a virtualenv's ``datavc`` may not be.
+    """
+    exe = shlex.quote(sys.executable) + " -m datavc" if sys.executable else "datavc"
+    return {"merge.datavc.name": "datavc pointer manifests (three-way merge of the data)",
+            "merge.datavc.driver": f"{exe} merge-driver %O %A %B %P"}
+
+
+def ensure_merge_attribute(root: str) -> bool:
+    """Add ``*.datavc merge=datavc`` to the work tree's root ``.gitattributes`` unless it
+    already has that line; True when the file changed."""
+    path = os.path.join(root, ".gitattributes")
+    if os.path.islink(path):
+        raise UnsafePathError(f"'{path}' is a symlink; datavc will not write through it",
+                              hint=f"add the line `{MERGE_ATTRIBUTE}` to it yourself")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_MAX_ATTRIBUTES + 1)
+    except FileNotFoundError:
+        data = b""
+    except OSError as exc:
+        raise from_oserror(exc, path, "read") from exc
+    if len(data) > _MAX_ATTRIBUTES:  # git ignores such a file too
+        raise InvalidInputError(f"'{path}' is larger than {_MAX_ATTRIBUTES} bytes",
+                                hint=f"add the line `{MERGE_ATTRIBUTE}` to it yourself")
+    text = data.decode("utf-8", "surrogateescape")
+    if MERGE_ATTRIBUTE in (line.strip() for line in text.splitlines()):
+        return False
+    if text and not text.endswith("\n"):
+        text += "\n"
+    fsutil.atomic_write(path, (text + MERGE_ATTRIBUTE + "\n").encode("utf-8", "surrogateescape"))
+    return True

@@ -24,12 +24,14 @@ ChangeKind = Literal["added", "modified", "deleted", "renamed"]
 
 @dataclass(frozen=True, slots=True)
 class Ref:
-    """A stored node: what a listing entry or pointer says about one path."""
+    """A stored node: what a listing entry or pointer says about one path. ``nfiles`` is
+    the file count the entry declares (1 for a file)."""
 
     kind: str
     digest: bytes
     size: int = 0
     executable: bool = False
+    nfiles: int = 1
 
 
 Side = Ref | Node  # a stored node, or a node of a scanned workspace tree
@@ -62,7 +64,7 @@ def children(store: ObjectStore, ref: Ref, budget: Budget | None = None) -> dict
     oid = Oid(ref.digest)
     if budget is not None:
         budget.spend(oid)
-    return {e.name: Ref(e.kind, e.oid.digest, e.size, e.mode == 0o755)
+    return {e.name: Ref(e.kind, e.oid.digest, e.size, e.mode == 0o755, e.nfiles)
             for e in listing.decode(store.read_bytes(oid), where=str(oid))}
 
 
