@@ -12,6 +12,16 @@ Every timed command starts after `sync` + drop_caches (cold); status and re-add 
 repeated warm unless --no-warm. Results go to benchmarks/results/<date>-core.md (a full run
 of both tools) or <date>-core-partial.md (--quick, --only, --skip-*), so a partial run never
 replaces a full one.
+
+History group (`--only history`, or some of its scenarios; never mixed with the core ones):
+each tool's repo gets `add data` + git commit (tag v1), then 10 files in different
+directories are rewritten and it gets `add data` + git commit (tag v2); none of that is timed.
+  diff       `diff v1 v2` (both tools)
+  diff-json  `diff v1 v2 --json` / `dvc diff --json v1 v2`; the JSON must name exactly the
+             10 rewritten files, as modified, for both tools
+  log        `log data` (datavc only: DVC has no equivalent)
+Each command runs --repeats times cold and as often warm, the tools alternating; the report
+gives medians. Results go to <date>-history.md (or <date>-history-partial.md).
 See benchmarks/README.md.
 """
 
@@ -19,12 +29,18 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import io
+import json
 import os
 import platform
+import random
+import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -37,6 +53,10 @@ DVC_VENV = HERE / ".venv-dvc"
 RESULTS = HERE / "results"
 SCENARIOS = ("add", "status", "readd", "checkout", "big")
 SMALL_SCENARIOS = ("add", "status", "readd", "checkout")
+HISTORY = ("diff", "diff-json", "log")
+GROUPS = {"core": SCENARIOS, "history": HISTORY}
+MODIFIED = 10  # files rewritten between the two history commits
+REPEATS = 5
 TOOLS = ("datavc", "dvc")
 SEED = 20240601
 FULL = {"files": 100_000, "size": "2G"}
@@ -203,6 +223,28 @@ def version_of(exe: Path, env: dict[str, str]) -> str:
         return f"unknown ({str(exc).splitlines()[0][:80]})"
 
 
+def snapshot_datavc(rev: str, workdir: Path) -> tuple[dict[str, str], str]:
+    """The datavc package as of git revision rev, unpacked (`git archive`) into the work dir.
+
+    Returns the env entries that make the datavc executable import it (PYTHONPATH comes
+    before the editable install), and a description for the report. Other engineers' edits
+    in the working tree then do not leak into the timings.
+    """
+    sha = sh(["git", "rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=REPO_ROOT)
+    root = workdir / f"datavc-{sha[:12]}"
+    archive = subprocess.run(["git", "archive", sha, "datavc"], cwd=REPO_ROOT, check=True,
+                             capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(root, filter="data")
+    extra = {"PYTHONPATH": str(root)}
+    env = tool_env(Path(sys.executable), extra)
+    where = sh([sys.executable, "-c", "import datavc; print(datavc.__file__)"], cwd=workdir,
+               env=env)  # not in REPO_ROOT: `-c` puts the cwd first on sys.path
+    if not Path(where).is_relative_to(root):
+        raise RuntimeError(f"the snapshot is not what gets imported: {where}")
+    return extra, f"{sha[:12]} ({rev}), a clean `git archive` snapshot on PYTHONPATH"
+
+
 def datavc_commit() -> str:
     try:
         commit = sh(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT)
@@ -251,6 +293,7 @@ class Tool:
     env: dict[str, str]
     init: list[list[str]]
     version: str = ""
+    source: str = ""
 
 
 @dataclass
@@ -260,6 +303,7 @@ class Bench:
     tools: list[Tool]
     rows: dict[str, dict[str, Result]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    times: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # repeated rows
     drops: int = 0
     drop_failed: bool = False
     slept: int = 0
@@ -276,15 +320,20 @@ class Bench:
                 time.sleep(60)
                 self.slept += 1
 
-    def run(self, row: str, tool: Tool, repo: Path, cmd: list[str], cold: bool = True) -> None:
+    def log_path(self, row: str, tool: Tool) -> Path:
+        """Stem of the command's logs: stdout goes to .out, stderr to .err."""
+        return self.workdir / "logs" / f"{tool.name}-{row.replace(' ', '_')}"
+
+    def run(self, row: str, tool: Tool, repo: Path, cmd: list[str], cold: bool = True) -> Result:
         if cold:
             self.settle()
         print(f"  {tool.name:6} {row:16} {' '.join(cmd)} ...", end=" ", flush=True)
-        log = self.workdir / "logs" / f"{tool.name}-{row.replace(' ', '_')}"
+        log = self.log_path(row, tool)
         res = measure([str(tool.exe), *cmd], repo, tool.env, log, self.args.timeout)
         print(f"{res.seconds:.2f} s, {res.peak_tree_kib / 1024:.0f} MB" if res.ok else "FAILED",
               flush=True)
         self.rows.setdefault(row, {})[tool.name] = res
+        return res
 
     def fail(self, rows: list[str], tool: Tool, error: str) -> None:
         for row in rows:
@@ -295,7 +344,8 @@ def make_tools(args: argparse.Namespace, workdir: Path) -> list[Tool]:
     tools = []
     if not args.skip_datavc:
         exe = find_datavc(args.datavc)
-        tools.append(Tool("datavc", exe, tool_env(exe, {}), [["init"]]))
+        extra, source = snapshot_datavc(args.datavc_rev, workdir) if args.datavc_rev else ({}, "")
+        tools.append(Tool("datavc", exe, tool_env(exe, extra), [["init"]], source=source))
     if not args.skip_dvc:
         exe = ensure_dvc()
         env = tool_env(exe, {"DVC_NO_ANALYTICS": "1",
@@ -394,6 +444,144 @@ def run_big(bench: Bench, src: Path) -> None:
         shutil.rmtree(repo)  # free the space before the next tool copies 2 GiB
 
 
+# --------------------------------------------------------------------------- history
+
+# What each history scenario runs per tool (None: the tool has no equivalent).
+HISTORY_CMDS: dict[str, dict[str, list[str] | None]] = {
+    "diff": {"datavc": ["diff", "v1", "v2"], "dvc": ["diff", "v1", "v2"]},
+    "diff-json": {"datavc": ["diff", "v1", "v2", "--json"], "dvc": ["diff", "--json", "v1", "v2"]},
+    "log": {"datavc": ["log", "data"], "dvc": None},
+}
+DATA_FILE = re.compile(r"data/d\d+/f\d+\.bin")
+
+
+@dataclass
+class History:
+    """What the history repos must report: the rewritten files and the two commits."""
+    paths: list[str]
+    commits: dict[str, tuple[str, str]] = field(default_factory=dict)  # tool -> (v1, v2)
+
+
+def pick_modified(data: Path, count: int) -> list[str]:
+    """`count` files spread evenly over the sorted tree, so over as many directories."""
+    files = sorted(str(Path(d, n).relative_to(data.parent))
+                   for d, _, names in os.walk(data) for n in names)
+    if len(files) < count:
+        raise RuntimeError(f"need at least {count} files, have {len(files)}")
+    return [files[(2 * i + 1) * len(files) // (2 * count)] for i in range(count)]
+
+
+def rewrite(repo: Path, paths: list[str], seed: int) -> None:
+    """Give each path new seeded content, by rename: never write through a cache link."""
+    for i, rel in enumerate(paths):
+        rng = random.Random(f"{seed}:modify:{i}")
+        target = repo / rel
+        tmp = target.with_name(target.name + ".bench-tmp")
+        tmp.write_bytes(rng.randbytes(rng.randint(1024, 8192)))
+        os.replace(tmp, target)
+
+
+def add_and_commit(tool: Tool, repo: Path, tag: str) -> str:
+    sh([str(tool.exe), "add", "data"], cwd=repo, env=tool.env)
+    sh(["git", "add", "-A"], cwd=repo)
+    sh(["git", "commit", "-q", "-m", f"data {tag}"], cwd=repo)
+    sh(["git", "tag", tag], cwd=repo)
+    return sh(["git", "rev-parse", "HEAD"], cwd=repo)
+
+
+def history_repo(bench: Bench, tool: Tool, src: Path, hist: History) -> Path:
+    """Untimed setup: add + commit (v1), rewrite the chosen files, add + commit (v2)."""
+    repo = new_repo(bench, tool, "history", src / "data")
+    v1 = add_and_commit(tool, repo, "v1")
+    rewrite(repo, hist.paths, bench.args.seed)
+    v2 = add_and_commit(tool, repo, "v2")  # git commit fails if the pointer did not change
+    hist.commits[tool.name] = (v1, v2)
+    return repo
+
+
+def check_history(scenario: str, tool: str, out: str, hist: History) -> str:
+    """Why the output does not report exactly the rewritten files; "" when it does."""
+    want = sorted(hist.paths)
+    v1, v2 = hist.commits[tool]
+    if scenario == "log":  # entries start with the short commit id, newest first
+        got = re.findall(r"^([0-9a-f]{12})\b", out, re.MULTILINE)
+        return "" if got == [v2[:12], v1[:12]] else f"log lists {got}, expected v2 then v1"
+    if scenario == "diff":
+        got = sorted(DATA_FILE.findall(out))
+        return "" if got == want else f"diff names files {got}, expected {want}"
+    try:
+        doc = json.loads(out)
+    except ValueError as exc:
+        return f"stdout is not JSON: {exc}"
+    if tool == "datavc":
+        other = [c for c in doc["changes"] if c["change"] != "modified" or c["kind"] != "file"]
+        got = sorted(c["path"] for c in doc["changes"] if c not in other)
+        if (doc["a"], doc["b"]) != (v1, v2):
+            return f"diff compared {doc['a']}..{doc['b']}, expected {v1}..{v2}"
+    else:  # DVC also lists the modified directory itself, as "data/"
+        other = [e for k, v in doc.items() if k != "modified" for e in v]
+        got = sorted(e["path"] for e in doc.get("modified", []) if not e["path"].endswith("/"))
+    if other:
+        return f"unexpected changes besides the modified files: {other[:5]}"
+    return "" if got == want else f"JSON names modified files {got}, expected {want}"
+
+
+def warm_up(tool: Tool, repo: Path, cmd: list[str]) -> None:
+    subprocess.run([str(tool.exe), *cmd], cwd=repo, env=tool.env, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def run_history(bench: Bench, wanted: list[str], src: Path) -> None:
+    hist = History(pick_modified(src / "data", MODIFIED))
+    states = ["cold"] if bench.args.no_warm else ["cold", "warm"]
+    rows = [s if st == "cold" else f"{s} (warm)" for s in wanted for st in states]
+    repos: dict[str, Path] = {}
+    for tool in bench.tools:
+        try:
+            repos[tool.name] = history_repo(bench, tool, src, hist)
+        except RuntimeError as exc:
+            bench.fail(rows, tool, f"setup failed: {exc}")
+    bench.notes.append(f"Rewritten between v1 and v2: {', '.join(hist.paths)}")
+    bench.notes.append(f"Load average after the untimed setup: {load()}")
+    for scenario in wanted:
+        live = [t for t in bench.tools
+                if t.name in repos and HISTORY_CMDS[scenario][t.name] is not None]
+        for state in states:
+            row = scenario if state == "cold" else f"{scenario} (warm)"
+            if state == "warm":
+                for tool in live:
+                    warm_up(tool, repos[tool.name], HISTORY_CMDS[scenario][tool.name] or [])
+            _repeat(bench, live, repos, scenario, row, state == "cold", hist)
+
+
+def _repeat(bench: Bench, live: list[Tool], repos: dict[str, Path], scenario: str, row: str,
+            cold: bool, hist: History) -> None:
+    """Run the row --repeats times per tool, alternating; keep the median of good runs."""
+    runs: dict[str, list[Result]] = {t.name: [] for t in live}
+    failed: dict[str, Result] = {}
+    for _ in range(bench.args.repeats):
+        for tool in (t for t in live if t.name not in failed):
+            res = bench.run(row, tool, repos[tool.name], HISTORY_CMDS[scenario][tool.name] or [],
+                            cold=cold)
+            if res.ok:
+                out = bench.log_path(row, tool).with_suffix(".out").read_text(errors="replace")
+                res.error = check_history(scenario, tool.name, out, hist)
+            if res.ok:
+                runs[tool.name].append(res)
+            else:
+                failed[tool.name] = res
+    for tool in live:
+        if tool.name in failed:
+            bench.rows[row][tool.name] = failed[tool.name]
+            continue
+        good = runs[tool.name]
+        bench.times.setdefault(row, {})[tool.name] = [r.seconds for r in good]
+        bench.rows[row][tool.name] = Result(
+            seconds=statistics.median(r.seconds for r in good),
+            peak_tree_kib=max(r.peak_tree_kib for r in good),
+            max_proc_kib=max(r.max_proc_kib for r in good))
+
+
 # --------------------------------------------------------------------------- data
 
 
@@ -405,7 +593,7 @@ def gen_command(args: argparse.Namespace, src: Path, dataset: str) -> list[str]:
 
 def generate(bench: Bench, wanted: list[str]) -> Path:
     src = bench.workdir / "src"
-    need_small = any(s in wanted for s in SMALL_SCENARIOS)
+    need_small = any(s in wanted for s in (*SMALL_SCENARIOS, *HISTORY))
     need_big = "big" in wanted
     dataset = "all" if need_small and need_big else ("small" if need_small else "big")
     cmd = gen_command(bench.args, src, dataset)
@@ -435,6 +623,16 @@ LABELS = {
 }
 
 
+HISTORY_LABELS = {
+    "diff": "a. `diff v1 v2` (cold)",
+    "diff (warm)": "a. `diff v1 v2` (warm)",
+    "diff-json": "b. `diff v1 v2 --json` (cold)",
+    "diff-json (warm)": "b. `diff v1 v2 --json` (warm)",
+    "log": "c. `log data` (cold)",
+    "log (warm)": "c. `log data` (warm)",
+}
+
+
 def _secs(res: Result | None) -> str:
     if res is None:
         return "skipped"
@@ -451,6 +649,29 @@ def _ratio(a: Result | None, b: Result | None) -> str:
     if a and b and a.ok and b.ok and a.seconds > 0:
         return f"{b.seconds / a.seconds:.2f}×"
     return "–"
+
+
+def _spread(bench: Bench, row: str, tool: str) -> str:
+    times = bench.times.get(row, {}).get(tool)
+    return f"{min(times):.2f}–{max(times):.2f}" if times else "–"
+
+
+def history_table(bench: Bench) -> list[str]:
+    lines = ["| scenario | datavc s | DVC s | ratio (DVC/datavc) | datavc peak RSS MB "
+             "| DVC peak RSS MB | datavc max proc MB | DVC max proc MB | datavc min–max s "
+             "| DVC min–max s |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    for row, label in HISTORY_LABELS.items():
+        if row not in bench.rows:
+            continue
+        a, b = bench.rows[row].get("datavc"), bench.rows[row].get("dvc")
+        none = HISTORY_CMDS[row.split()[0]]["dvc"] is None and "dvc" in bench.args.tools
+        dvc_s = "no equivalent" if none else _secs(b)
+        lines.append(f"| {label} | {_secs(a)} | {dvc_s} | {_ratio(a, b)} "
+                     f"| {_mb(a, 'peak_tree_kib')} | {_mb(b, 'peak_tree_kib')} "
+                     f"| {_mb(a, 'max_proc_kib')} | {_mb(b, 'max_proc_kib')} "
+                     f"| {_spread(bench, row, 'datavc')} | {_spread(bench, row, 'dvc')} |")
+    return lines
 
 
 def table(bench: Bench) -> list[str]:
@@ -478,6 +699,11 @@ def failures(bench: Bench) -> list[str]:
 
 
 def cache_note(bench: Bench) -> str:
+    if bench.args.group == "history" and not bench.drop_failed:
+        return (f"cold: `sync` + `echo 3 > /proc/sys/vm/drop_caches` before every cold run "
+                f"({bench.drops} drops), which also evicts each tool's own Python code. Warm: "
+                "one untimed run per tool first, then no drops. The objects both tools read "
+                "are in their local caches (the adds stored them; nothing is fetched).")
     if not bench.drop_failed:
         return (f"cold: `sync` + `echo 3 > /proc/sys/vm/drop_caches` before every cold "
                 f"command ({bench.drops} drops); this also evicts each tool's own Python code, "
@@ -488,14 +714,15 @@ def cache_note(bench: Bench) -> str:
 
 def report(bench: Bench, started: dt.datetime, took: float) -> str:
     tools = {t.name: t for t in bench.tools}
-    head = [f"# datavc vs DVC: core benchmark ({'quick' if bench.args.quick else 'full'})", "",
+    head = [f"# datavc vs DVC: {bench.args.group} benchmark "
+            f"({'quick' if bench.args.quick else 'full'})", "",
             f"Run {started:%Y-%m-%d %H:%M} UTC, {took / 60:.1f} min total. "
             f"Command: `{' '.join(['python', 'benchmarks/run.py', *sys.argv[1:]])}`", "",
             "## Setup", ""]
     facts = machine_facts(bench.workdir)
     if "datavc" in tools:
         facts.append(f"datavc: {tools['datavc'].version} (`{tools['datavc'].exe}`, "
-                     f"commit {datavc_commit()})")
+                     f"commit {tools['datavc'].source or datavc_commit()})")
     if "dvc" in tools:
         facts.append(f"DVC: {tools['dvc'].version} (pip-installed in benchmarks/.venv-dvc)")
     facts += [f"Page cache: {cache_note(bench)}", *bench.notes]
@@ -504,16 +731,26 @@ def report(bench: Bench, started: dt.datetime, took: float) -> str:
               "each, so forked workers are somewhat overstated). "
               "Max proc MB = largest single-process RSS (`ru_maxrss` from wait4). "
               "MB = 2^20 bytes. Ratio > 1 means datavc is faster.")
-    return "\n".join([*head, *(f"- {f}" for f in facts), "", "## Results", "", *table(bench),
+    rows = table(bench)
+    if bench.args.group == "history":
+        rows = history_table(bench)
+        legend += (f" Each command ran {bench.args.repeats}× per cache state, datavc and DVC "
+                   "alternating; s = the median run, min–max = the fastest and slowest run, "
+                   "ratio = DVC median / datavc median, peak RSS and max proc = the highest "
+                   "over the runs. A run counts only if it exits 0 and its output names "
+                   f"exactly the {MODIFIED} rewritten files (the --json rows parse the JSON: "
+                   "all changes `modified`, nothing added, deleted or renamed; DVC's extra "
+                   "`data/` directory entry is ignored) or, for log, both commits.")
+    return "\n".join([*head, *(f"- {f}" for f in facts), "", "## Results", "", *rows,
                       "", legend, "", *failures(bench)]).rstrip() + "\n"
 
 
 def write_report(bench: Bench, text: str, started: dt.datetime) -> Path:
     args = bench.args
     partial = (args.quick or args.skip_dvc or args.skip_datavc
-               or set(args.scenarios) != set(SCENARIOS))
+               or set(args.scenarios) != set(GROUPS[args.group]))
     path = bench.args.results or RESULTS / (
-        f"{started:%Y-%m-%d}-core{'-partial' if partial else ''}.md")
+        f"{started:%Y-%m-%d}-{args.group}{'-partial' if partial else ''}.md")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -528,25 +765,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smoke run: 2,000 files, 64 MiB file")
     p.add_argument("--only", default=",".join(SCENARIOS), help="comma list of: " + ", ".join(
-        SCENARIOS))
+        SCENARIOS) + "; or of: " + ", ".join(HISTORY) + "; or a group: core, history")
     p.add_argument("--workdir", type=Path, help="scratch dir (must be empty or missing)")
     p.add_argument("--keep", action="store_true", help="keep the work dir afterwards")
     p.add_argument("--skip-dvc", action="store_true", help="time datavc alone")
     p.add_argument("--skip-datavc", action="store_true", help="time DVC alone")
     p.add_argument("--datavc", type=Path, help="datavc executable (default: next to python)")
+    p.add_argument("--datavc-rev", metavar="REV",
+                   help="time the datavc package of git revision REV (unpacked into the work "
+                        "dir), not the working tree")
     p.add_argument("--seed", type=int, default=SEED)
     p.add_argument("--files", type=int, help="override the number of small files")
     p.add_argument("--size", help="override the big file size, e.g. 512M")
     p.add_argument("--no-warm", action="store_true", help="skip warm repeats")
+    p.add_argument("--repeats", type=int, default=REPEATS,
+                   help=f"history: runs per command and cache state (default {REPEATS})")
     p.add_argument("--timeout", type=float, default=3600, help="per command, seconds")
     p.add_argument("--results", type=Path, help="report path (default results/<date>-core.md)")
     args = p.parse_args(argv)
     preset = QUICK if args.quick else FULL
     args.files = args.files or preset["files"]
     args.size = args.size or preset["size"]
-    args.scenarios = [s.strip() for s in args.only.split(",") if s.strip()]
-    if bad := set(args.scenarios) - set(SCENARIOS):
-        p.error(f"unknown scenario(s) {sorted(bad)}; choose from {', '.join(SCENARIOS)}")
+    names = [s.strip() for s in args.only.split(",") if s.strip()]
+    args.scenarios = list(dict.fromkeys(x for n in names for x in GROUPS.get(n, (n,))))
+    if bad := set(args.scenarios) - set(SCENARIOS) - set(HISTORY):
+        p.error(f"unknown scenario(s) {sorted(bad)}; choose from {', '.join(SCENARIOS)}, "
+                f"{', '.join(HISTORY)} or a group: core, history")
+    groups = {g for g, members in GROUPS.items() if set(args.scenarios) & set(members)}
+    if len(groups) != 1:
+        p.error("run the core and the history scenarios separately (one report each)")
+    args.group = groups.pop()
+    if args.repeats < 1:
+        p.error("--repeats must be at least 1")
+    args.tools = [t for t, skip in (("datavc", args.skip_datavc), ("dvc", args.skip_dvc))
+                  if not skip]
     if args.skip_dvc and args.skip_datavc:
         p.error("nothing to time with both --skip-dvc and --skip-datavc")
     return args
@@ -576,6 +828,8 @@ def main(argv: list[str] | None = None) -> int:
             run_small(bench, small, src)
         if "big" in args.scenarios:
             run_big(bench, src)
+        if args.group == "history":
+            run_history(bench, args.scenarios, src)
         bench.notes.append(f"Load average at end: {load()}")
         text = report(bench, started, (dt.datetime.now(dt.UTC) - started).total_seconds())
         print("\n" + text)
