@@ -122,9 +122,13 @@ class _Walk:
         elif okind == nkind == listing.DIR:
             if old.digest != new.digest:
                 olds, news = self.kids(old, depth), self.kids(new, depth)
+                if not olds:  # an empty directory went: files came into it
+                    yield Change(rel, "deleted", None, None, None, None, listing.DIR)
                 for name in sorted(olds.keys() | news.keys()):
                     yield from self.diff(f"{rel}/{name}", olds.get(name), news.get(name),
                                          depth + 1)
+                if not news:  # an empty directory came: everything in it went
+                    yield Change(rel, "added", None, None, None, None, listing.DIR)
         else:
             yield from self.all(rel, old, "deleted", depth)
             yield from self.all(rel, new, "added", depth)

@@ -22,8 +22,8 @@ Repo level, fewer examples, a real git repository: for 2-4 committed revisions, 
 ``Repo.diff(i, j)`` to revision i gives revision j, ``Repo.diff(i, i)`` is empty and, with the
 workspace at HEAD, ``Repo.diff(i)`` equals ``Repo.diff(i, "HEAD")``.
 
-Known gap (xfail): a directory that loses all its files but stays, as an empty directory, is
-not a change of its own, so the diff cannot tell it from a directory that went away.
+A directory that loses all its files but stays, empty, is an ``added`` change of kind
+``dir`` (an empty directory came); one that was empty and gains files is a ``deleted`` one.
 """
 
 from __future__ import annotations
@@ -182,9 +182,8 @@ def apply(a: Flat, changes: Iterable[Change]) -> tuple[dict[str, tuple[Oid, int]
 
 
 def expected(a: Flat, b: Flat) -> tuple[dict[str, tuple[Oid, int]], set[str]]:
-    """b's files and empty directories, less the known gap: an empty directory of b that was
-    a directory with entries in a (see test_a_directory_left_empty_is_a_change)."""
-    return b.files, b.empty - (a.dirs - a.empty)
+    """b's files and empty directories (see test_a_directory_left_empty_is_a_change)."""
+    return b.files, b.empty
 
 
 def inverse(c: Change) -> Change:
@@ -393,9 +392,6 @@ def test_only_listings_on_paths_to_changes_are_read(ab: tuple[Any, Any]) -> None
         assert lab.diff(a.node, b.ref) == plain
 
 
-@pytest.mark.xfail(strict=True, reason="a directory whose files all go but which stays, "
-                   "empty, is no change of its own: diff cannot tell it from a directory "
-                   "that went away (both are just the file deletions)")
 @settings(SETTINGS, max_examples=25)
 @given(ab=pairs(sides=True))
 @example(ab=({"x": {"f": (b"x", False)}}, {"x": {}}))

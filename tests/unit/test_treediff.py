@@ -45,7 +45,8 @@ def test_added_modified_deleted_in_path_order(ws, store):
     (ws / "d/s/deep/c").unlink()
     (ws / "d/s/new").write_text("N")
     assert changes(store, old, build(ws, "d")) == [
-        ("d/a.txt", "modified"), ("d/s/deep/c", "deleted"), ("d/s/new", "added")]
+        ("d/a.txt", "modified"), ("d/s/deep/c", "deleted"), ("d/s/deep", "added"),
+        ("d/s/new", "added")]  # deep stays, empty: an empty directory came
 
 
 def test_change_carries_ids_and_sizes(ws, store):
