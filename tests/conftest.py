@@ -12,6 +12,8 @@ import pytest
 
 import datavc
 
+pytest_plugins = ["tests.s3server"]  # s3_server (moto on 127.0.0.1), aws_env, s3_client, s3_bucket
+
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test",
     "GIT_AUTHOR_EMAIL": "test@example.com",

@@ -24,6 +24,7 @@ ORDER = [
     "state", "parallel", "tree", "treediff", "merge",
     "links", "workspace",
     "scm", "config",
+    "remote_base", "remote_local", "remote_s3", "remote",  # remotes: protocol, backends
     "repo",  # the facade
     "datavc",  # the package itself (datavc/__init__.py): re-exports Repo lazily
     "progress", "cli", "__main__",  # the click shell

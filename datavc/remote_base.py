@@ -1,0 +1,191 @@
+"""What every remote shares: the :class:`Remote` protocol, the key layout, the batched
+existence check and URL redaction.
+
+Layout (the same on every backend, and the same as the cache, so a directory remote can be
+inspected like a cache)::
+
+    <root>/objects/ab/<30 hex>    one object, named by its id's 32 hex digits (fan-out on 2)
+    <root>/packs/                 reserved for a future pack format; nothing writes it yet
+    <root>/tmp/                   directory remotes only: uploads in progress
+
+``<root>`` is a directory for a local remote, ``<bucket>/<prefix>`` for S3. Anything else
+under ``objects/`` is junk: :meth:`Remote.iter_oids` reports it and never trips over it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import DatavcError, RemoteError, from_oserror
+from .hashing import Oid
+
+OBJECTS = "objects"
+PACKS = "packs"  # reserved: a future format may store packs of small objects here
+FANOUT = 2
+
+_HEX = frozenset("0123456789abcdef")
+
+
+class Sink(Protocol):
+    """Where :meth:`Remote.get` writes: any binary file object (or a hashing wrapper)."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
+class Remote(Protocol):
+    """A store of objects keyed by :class:`Oid`. Every method is thread-safe: the transfer
+    layer calls them from many threads on one instance.
+
+    Failures: the store unreachable or failing after retries raises RemoteError (exit 5);
+    a local file system refusing (no space, permission) raises ResourceError (exit 7).
+    Messages name the remote by :meth:`describe` and never carry credentials.
+    """
+
+    def missing(self, oids: Iterable[Oid]) -> set[Oid]:
+        """The subset of ``oids`` the remote does not hold, checked in batches: per-object
+        checks or prefix listings, whichever costs fewer round trips (see :func:`missing`)."""
+        ...
+
+    def put(self, oid: Oid, path: str, size: int) -> None:
+        """Upload the file at ``path`` (a cache object of ``size`` bytes) as ``oid``.
+
+        Atomic: the object under its final key is either absent or complete, even when the
+        upload fails or the process dies. Verified: when the bytes read from ``path`` do not
+        hash to ``oid`` or are not ``size`` long, nothing is published and IntegrityError
+        is raised. Idempotent: putting an object already there rewrites the same bytes.
+        """
+        ...
+
+    def get(self, oid: Oid, sink: Sink) -> None:
+        """Write the object's bytes into ``sink``, streaming in chunks (constant memory).
+
+        Does not verify: the caller hashes what it received before trusting it. A missing
+        object raises ObjectMissingError (exit 1) naming the id. Errors raised by ``sink``
+        itself propagate unchanged. After any failure, ``sink`` may hold a prefix of the
+        object: the caller discards it.
+        """
+        ...
+
+    def iter_oids(self, *, on_junk: Callable[[str], object] | None = None) -> Iterator[Oid]:
+        """Every object id on the remote, lazily. Keys under ``objects/`` that are not
+        ``ab/<30 hex>`` are skipped and passed to ``on_junk`` (relative to the root)."""
+        ...
+
+    def delete(self, oid: Oid) -> None:
+        """Remove one object; deleting an absent object is not an error."""
+        ...
+
+    def describe(self) -> str:
+        """The remote for messages: a URL or path without credentials or user-info."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and threads; the remote must not be used afterwards."""
+        ...
+
+
+def object_key(oid: Oid) -> str:
+    """``objects/ab/<30 hex>``, relative to the remote's root."""
+    hexd = oid.hex
+    return f"{OBJECTS}/{hexd[:FANOUT]}/{hexd[FANOUT:]}"
+
+
+def parse_name(prefix: str, name: str) -> bytes | None:
+    """The digest named by fan-out dir ``prefix`` and file ``name``, None for junk."""
+    text = prefix + name
+    if len(prefix) != FANOUT or len(text) != 32 or not _HEX.issuperset(text):
+        return None
+    return bytes.fromhex(text)
+
+
+def parse_key(key: str) -> bytes | None:
+    """The digest of ``objects/ab/<30 hex>`` (relative to the root), None for junk."""
+    parts = key.split("/")
+    if len(parts) != 3 or parts[0] != OBJECTS:
+        return None
+    return parse_name(parts[1], parts[2])
+
+
+Lister = Callable[[int], Iterator[bytes]]
+"""Lists the digests stored under fan-out prefix ``n`` (0..255), lazily."""
+Prober = Callable[[Oid], bool]
+"""Tells whether one object is stored."""
+Runner = Callable[[Callable[..., object], list], Iterable]
+"""Maps a function over items, maybe in parallel (``map`` or a thread pool's map)."""
+
+
+def missing(oids: Iterable[Oid], *, probe: Prober, list_prefix: Lister, page: int,
+            run: Runner = map) -> set[Oid]:
+    """The ids of ``oids`` not stored, by probing each or listing whole fan-out prefixes.
+
+    The heuristic, in round trips: probing costs one per id; listing a prefix costs one per
+    ``page`` entries in it (S3: 1,000 keys per ListObjectsV2 page; a directory: the entries
+    read in the time of one stat). Group the ids by prefix. When no prefix holds two of
+    them, probe them all. Otherwise list the busiest prefix, but stop as soon as that costs
+    as much as probing its ids (so a huge remote costs no more than probing); its size is
+    the estimate for every prefix. Then list each prefix whose ids outnumber the estimated
+    pages, and probe the ids of the others.
+    """
+    groups: dict[int, dict[bytes, Oid]] = defaultdict(dict)
+    for oid in oids:
+        groups[oid.digest[0]][oid.digest] = oid
+    if not groups:
+        return set()
+    busiest = max(groups, key=lambda p: len(groups[p]))
+    if len(groups[busiest]) < 2:
+        return _probe_all([o for g in groups.values() for o in g.values()], probe, run)
+    wanted = groups.pop(busiest)
+    budget = (len(wanted) - 1) * page
+    sample = set(islice(list_prefix(busiest), budget + 1))
+    absent = {oid for d, oid in wanted.items() if d not in sample}
+    if len(sample) > budget:  # sample cut short: the remote is large next to the request
+        return _probe_all([*absent, *(o for g in groups.values() for o in g.values())],
+                          probe, run)
+    pages = max(1, math.ceil(len(sample) / page))
+    listed = [p for p, g in groups.items() if len(g) > pages]
+    probed = [o for p, g in groups.items() if len(g) <= pages for o in g.values()]
+    for prefix, found in zip(listed, run(lambda p: set(list_prefix(p)), listed), strict=True):
+        absent.update(oid for d, oid in groups[prefix].items() if d not in found)
+    return absent | _probe_all(probed, probe, run)
+
+
+def _probe_all(oids: list[Oid], probe: Prober, run: Runner) -> set[Oid]:
+    return {oid for oid, there in zip(oids, run(probe, oids), strict=True) if not there}
+
+
+def remote_oserror(exc: OSError, path: object, action: str) -> DatavcError:
+    """An OSError on a directory remote: ResourceError when the file system refuses (space,
+    permission), RemoteError (exit 5) for anything else (an I/O error, a stale mount)."""
+    err = from_oserror(exc, path, action)
+    if type(err) is DatavcError:
+        return RemoteError(err.message, hint="check that the remote's directory is mounted "
+                                             "and readable, then run the command again")
+    return err
+
+
+def redact(url: str) -> str:
+    """``url`` without user-info, query or fragment (where credentials hide), for messages.
+
+    ``https://key:secret@host:9000/b?X-Amz-Signature=x`` -> ``https://***@host:9000/b?***``.
+    A plain path comes back unchanged; an unparsable URL as ``<unparsable URL>``.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "<unparsable URL>"
+    if not parts.scheme or len(parts.scheme) == 1:  # a path (or a drive letter)
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if port is not None:
+        host += f":{port}"
+    if parts.username is not None or parts.password is not None:
+        host = "***@" + host
+    return urlunsplit((parts.scheme, host, parts.path, "***" if parts.query else "", ""))

@@ -1,0 +1,208 @@
+"""A remote in a local directory (a mount, a NAS, another disk): ``<root>/objects/ab/<30 hex>``.
+
+Writes follow the cache's rule (RELIABILITY.md §1): a read-only temp file in ``<root>/tmp/``
+(the same file system as ``objects/``), write, fsync, rename into place, fsync the directory.
+A crash leaves at most a temp file, which a later put removes once it is a day old (another
+machine may still be writing a younger one: the directory can be shared).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from urllib.parse import unquote, urlsplit
+
+from . import fsutil
+from .errors import ConfigError, IntegrityError, ObjectMissingError, from_oserror
+from .hashing import Oid
+from .objects import copy_and_hash
+from .remote_base import FANOUT, OBJECTS, Sink, missing, object_key, parse_name, remote_oserror
+
+STALE_TMP_SECONDS = 24 * 3600
+LIST_PAGE = 8
+"""Directory entries read and parsed in about the time of one stat (about 5 on a local disk,
+many more on a network file system, where a stat is a round trip): the listing cost."""
+CHUNK = 1 << 20
+
+
+class LocalRemote:
+    """A directory remote; ``path`` is an absolute path or a ``file://`` URL. The directory
+    and its ``objects/`` and ``tmp/`` are created by the first put."""
+
+    def __init__(self, path: str) -> None:
+        self.root = local_path(path)
+        self.objects_dir = os.path.join(self.root, OBJECTS)
+        self.tmp_dir = os.path.join(self.root, "tmp")
+        self._cleaned = False
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"LocalRemote({self.root!r})"
+
+    def describe(self) -> str:
+        return self.root
+
+    def close(self) -> None:
+        pass
+
+    def _path(self, oid: Oid) -> str:
+        return os.path.join(self.root, object_key(oid))
+
+    # ------------------------------------------------------------------ reading
+
+    def missing(self, oids: Iterable[Oid]) -> set[Oid]:
+        return missing(oids, probe=self._exists, list_prefix=self._list_prefix, page=LIST_PAGE)
+
+    def _exists(self, oid: Oid) -> bool:
+        path = self._path(oid)
+        try:
+            os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as exc:
+            raise remote_oserror(exc, path, "check object") from None
+        return True
+
+    def _list_prefix(self, prefix: int) -> Iterator[bytes]:
+        sub = f"{prefix:02x}"
+        for name in self._names(os.path.join(self.objects_dir, sub)):
+            digest = parse_name(sub, name)
+            if digest is not None:
+                yield digest
+
+    def _names(self, directory: str) -> Iterator[str]:
+        try:
+            with os.scandir(directory) as it:
+                yield from (entry.name for entry in it)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except OSError as exc:
+            raise remote_oserror(exc, directory, "list") from None
+
+    def iter_oids(self, *, on_junk: Callable[[str], object] | None = None) -> Iterator[Oid]:
+        for sub in sorted(self._names(self.objects_dir)):
+            path = os.path.join(self.objects_dir, sub)
+            if len(sub) != FANOUT or not os.path.isdir(path) or os.path.islink(path):
+                _junk(on_junk, f"{OBJECTS}/{sub}")
+                continue
+            for name in sorted(self._names(path)):
+                digest = parse_name(sub, name)
+                if digest is None or not _is_file(os.path.join(path, name)):
+                    _junk(on_junk, f"{OBJECTS}/{sub}/{name}")
+                    continue
+                yield Oid(digest)
+
+    def get(self, oid: Oid, sink: Sink) -> None:
+        path = self._path(oid)
+        try:
+            f = open(path, "rb")  # noqa: SIM115 - closed below; sink errors stay unwrapped
+        except (FileNotFoundError, NotADirectoryError):
+            raise ObjectMissingError(f"object {oid} is not on remote {self.describe()}",
+                                     hint="push it from a clone that has it") from None
+        except OSError as exc:
+            raise remote_oserror(exc, path, "read object") from None
+        with f:
+            while True:
+                try:
+                    chunk = f.read(CHUNK)
+                except OSError as exc:
+                    raise remote_oserror(exc, path, "read object") from None
+                if not chunk:
+                    return
+                sink.write(chunk)
+
+    # ------------------------------------------------------------------ writing
+
+    def put(self, oid: Oid, path: str, size: int) -> None:
+        dest = self._path(oid)
+        self._prepare()
+        try:
+            src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise from_oserror(exc, path, "read") from None
+        tmp = os.path.join(self.tmp_dir, f"{oid.hex}-{fsutil.tmp_name()}")
+        try:
+            self._write_tmp(oid, src, path, size, tmp)
+            try:
+                os.rename(tmp, dest)
+            except FileNotFoundError:  # the first object under this prefix
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                fsutil.fsync_dir(self.objects_dir)
+                os.rename(tmp, dest)
+            fsutil.fsync_dir(os.path.dirname(dest))
+        except OSError as exc:
+            raise remote_oserror(exc, dest, "write object") from None
+        finally:
+            os.close(src)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    def _write_tmp(self, oid: Oid, src: int, path: str, size: int, tmp: str) -> None:
+        """Copy ``src`` into a new read-only ``tmp``, verify it is ``oid``, fsync it."""
+        out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+        try:
+            digest = copy_and_hash(src, out)
+            written = os.fstat(out).st_size
+            if digest != oid.digest or written != size:
+                raise IntegrityError(
+                    f"'{path}' does not hold object {oid} ({written} bytes read, {size} "
+                    f"expected): not uploaded to {self.describe()}",
+                    hint="run `datavc fsck` to find and repair corrupt cache objects")
+            os.fsync(out)
+        finally:
+            os.close(out)
+
+    def _prepare(self) -> None:
+        """Create ``tmp/`` and remove stale temps, once per instance."""
+        with self._lock:
+            if self._cleaned:
+                return
+            try:
+                os.makedirs(self.tmp_dir, exist_ok=True)
+                os.makedirs(self.objects_dir, exist_ok=True)
+            except OSError as exc:
+                raise remote_oserror(exc, self.root, "create remote directory") from None
+            _remove_stale(self.tmp_dir, time.time() - STALE_TMP_SECONDS)
+            self._cleaned = True
+
+    def delete(self, oid: Oid) -> None:
+        path = self._path(oid)
+        try:
+            os.unlink(path)
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        except OSError as exc:
+            raise remote_oserror(exc, path, "delete object") from None
+
+
+def local_path(path: str) -> str:
+    """An absolute directory path from a path or a ``file://`` URL; ConfigError otherwise."""
+    if path.startswith("file:"):
+        parts = urlsplit(path)
+        if parts.netloc not in ("", "localhost") or parts.query or parts.fragment:
+            raise ConfigError(f"remote URL {path!r} must be file:///ABSOLUTE/PATH",
+                              hint="a file URL names a directory on this machine")
+        path = unquote(parts.path)
+    if not path or "\0" in path or not os.path.isabs(path):
+        raise ConfigError(f"a directory remote needs an absolute path, not {path!r}")
+    return os.path.normpath(path)
+
+
+def _junk(on_junk: Callable[[str], object] | None, key: str) -> None:
+    if on_junk is not None:
+        on_junk(key)
+
+
+def _is_file(path: str) -> bool:
+    return os.path.isfile(path) and not os.path.islink(path)
+
+
+def _remove_stale(tmp_dir: str, before: float) -> None:
+    with contextlib.suppress(OSError), os.scandir(tmp_dir) as it:
+        for entry in it:
+            with contextlib.suppress(OSError):
+                if entry.stat(follow_symlinks=False).st_mtime < before:
+                    os.unlink(entry.path)

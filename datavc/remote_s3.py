@@ -1,0 +1,410 @@
+"""A remote in an S3 bucket (AWS or any S3-compatible store): ``<bucket>/<prefix>/objects/..``.
+
+boto3 is imported on first use. One client, created once under a lock, is shared by every
+thread (botocore clients are thread-safe; sessions are not), plus a bounded thread pool
+that :meth:`S3Remote.missing` uses for its existence checks and listings. Retries are
+botocore's ``standard`` mode: throttling (SlowDown, 503), 5xx and connection errors are
+retried with exponential backoff and jitter, ``max_attempts`` in all; then RemoteError.
+
+Uploads below ``multipart_threshold`` are a single PUT of bytes read and verified first;
+above it, a multipart upload of ``part_size`` parts in order, completed only after the
+whole file hashed to its id and aborted on any failure, so no partial object is ever
+visible under its key. A process killed mid-upload leaves an incomplete multipart upload
+(invisible, but billed): give the bucket an AbortIncompleteMultipartUpload lifecycle rule.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import itertools
+import math
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+import xxhash
+
+from .errors import (
+    ConfigError,
+    DatavcError,
+    IntegrityError,
+    ObjectMissingError,
+    RemoteError,
+    from_oserror,
+)
+from .hashing import Oid
+from .remote_base import OBJECTS, Sink, missing, object_key, parse_key, redact
+
+MIB = 1 << 20
+MULTIPART_THRESHOLD = 16 * MIB
+PART_SIZE = 16 * MIB
+MIN_PART_SIZE = 8 * MIB
+MAX_PARTS = 10_000
+LIST_PAGE = 1000
+CHUNK = MIB
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 60.0
+MAX_ATTEMPTS = 5
+JOBS = 8
+_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}")
+_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_PART_CHECKSUMS = ("ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME", "ChecksumSHA1",
+                   "ChecksumSHA256")
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+")
+
+
+class _Secrets:
+    """Credentials, kept out of every repr and message."""
+
+    __slots__ = ("access_key_id", "secret_access_key", "session_token")
+
+    def __init__(self, access_key_id: str | None, secret_access_key: str | None,
+                 session_token: str | None) -> None:
+        if (access_key_id is None) != (secret_access_key is None):
+            raise ConfigError("set both access_key_id and secret_access_key, or neither",
+                              hint="or leave both to AWS_* variables or a profile")
+        self.access_key_id = access_key_id
+        self.secret_access_key = secret_access_key
+        self.session_token = session_token
+
+    def __repr__(self) -> str:
+        return "<credentials>"
+
+    def values(self) -> list[str]:
+        return [v for v in (self.access_key_id, self.secret_access_key, self.session_token)
+                if v]
+
+
+class S3Remote:
+    """Objects in ``s3://bucket/prefix``. Credentials come from the arguments, else from
+    botocore's usual chain (AWS_* variables, ``profile``, shared files, instance roles)."""
+
+    def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None,
+                 region: str | None = None, profile: str | None = None,
+                 path_style: bool = False, access_key_id: str | None = None,
+                 secret_access_key: str | None = None, session_token: str | None = None,
+                 jobs: int = JOBS, multipart_threshold: int = MULTIPART_THRESHOLD,
+                 part_size: int = PART_SIZE, connect_timeout: float = CONNECT_TIMEOUT,
+                 read_timeout: float = READ_TIMEOUT, max_attempts: int = MAX_ATTEMPTS) -> None:
+        if not _BUCKET.fullmatch(bucket):
+            raise ConfigError(f"invalid S3 bucket name {bucket!r}")
+        prefix = prefix.strip("/")
+        if "//" in prefix or any(p in (".", "..") for p in prefix.split("/")):
+            raise ConfigError(f"invalid S3 key prefix {prefix!r}",
+                              hint="use s3://BUCKET/PATH/TO/DIR without empty, . or .. parts")
+        if endpoint_url is not None:
+            check_endpoint(endpoint_url)
+        if part_size < MIN_PART_SIZE or not 1 <= jobs <= 256 or max_attempts < 1:
+            raise ConfigError("S3 remote: part_size must be at least 8 MiB, jobs 1 to 256 "
+                              "and max_attempts at least 1")
+        self.bucket, self.prefix = bucket, prefix
+        self._base = f"{prefix}/" if prefix else ""
+        self.endpoint_url, self.region, self.profile = endpoint_url, region, profile
+        self.path_style, self.jobs = path_style, jobs
+        self.multipart_threshold, self.part_size = multipart_threshold, part_size
+        self.timeouts = (connect_timeout, read_timeout)
+        self.max_attempts = max_attempts
+        self._secrets = _Secrets(access_key_id, secret_access_key, session_token)
+        self._lock = threading.Lock()
+        self._client_obj: Any = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    def __repr__(self) -> str:
+        return f"S3Remote({self.describe()!r})"
+
+    def describe(self) -> str:
+        url = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+        if self.endpoint_url:
+            url += f" (endpoint {redact(self.endpoint_url)})"
+        return url
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+            client, self._client_obj = self._client_obj, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+        if client is not None:
+            client.close()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _client(self) -> Any:
+        client = self._client_obj
+        if client is not None:
+            return client
+        with self._lock:
+            if self._client_obj is None:
+                self._client_obj = self._make_client()
+            return self._client_obj
+
+    def _make_client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        config = Config(
+            connect_timeout=self.timeouts[0], read_timeout=self.timeouts[1],
+            retries={"mode": "standard", "max_attempts": self.max_attempts},
+            max_pool_connections=max(10, 2 * self.jobs),
+            s3={"addressing_style": "path" if self.path_style else "auto"})
+        s = self._secrets
+        try:
+            session = boto3.session.Session(
+                profile_name=self.profile, aws_access_key_id=s.access_key_id,
+                aws_secret_access_key=s.secret_access_key, aws_session_token=s.session_token)
+            return session.client("s3", endpoint_url=self.endpoint_url,
+                                  region_name=self.region, config=config)
+        except Exception as exc:
+            err = self._translate(exc, "connect to", None)
+            if err is None and isinstance(exc, ValueError):
+                err = ConfigError(f"cannot use remote {self.describe()}: {self._scrub(exc)}",
+                                  hint="check the remote's endpoint_url and region")
+            if err is None:
+                raise
+            raise err from None
+
+    def _call(self, method: str, action: str, oid: Oid | None, **kwargs: Any) -> Any:
+        """One client call; every botocore failure becomes a DatavcError."""
+        client = self._client()
+        try:
+            return getattr(client, method)(Bucket=self.bucket, **kwargs)
+        except Exception as exc:
+            err = self._translate(exc, action, oid)
+            if err is None:
+                raise
+            raise err from None
+
+    def _translate(self, exc: Exception, action: str, oid: Oid | None) -> DatavcError | None:
+        from botocore import exceptions as bx
+
+        what = f"{action} object {oid}" if oid is not None else action
+        where = self.describe()
+        if isinstance(exc, bx.ClientError):
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if oid is not None and code in _MISSING_CODES:
+                return ObjectMissingError(f"object {oid} is not on remote {where}",
+                                          hint="push it from a clone that has it")
+            return RemoteError(f"cannot {what} on {where}: {code or 'error'} (HTTP {status})",
+                               hint=_client_hint(code, status))
+        if isinstance(exc, bx.ProfileNotFound):
+            return ConfigError(f"remote {where}: AWS profile {self.profile!r} not found",
+                               hint="fix the remote's profile or your ~/.aws/config")
+        if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
+            return RemoteError(f"no credentials found for remote {where}",
+                               hint="set access_key_id and secret_access_key with `datavc "
+                                    "remote modify --local`, or AWS_* variables, or a profile")
+        if isinstance(exc, bx.EndpointConnectionError | bx.ConnectTimeoutError
+                      | bx.ConnectionClosedError | bx.ReadTimeoutError):
+            return RemoteError(f"cannot {what}: remote {where} unreachable after "
+                               f"{self.max_attempts} attempts ({type(exc).__name__})",
+                               hint="check the network and the remote's endpoint_url, then "
+                                    "run the command again")
+        if isinstance(exc, bx.BotoCoreError):
+            return RemoteError(f"cannot {what} on {where}: {self._scrub(exc)}",
+                               hint="run the command again; if it keeps failing, check the "
+                                    "remote's settings")
+        return None
+
+    def _scrub(self, exc: object) -> str:
+        """``str(exc)`` with every URL redacted and no credential in it."""
+        text = _URL.sub(lambda m: redact(m.group(0)), str(exc))
+        for secret in self._secrets.values():
+            text = text.replace(secret, "***")
+        return text
+
+    def _key(self, oid: Oid) -> str:
+        return self._base + object_key(oid)
+
+    def _run(self, fn: Callable[..., Any], items: list) -> Iterable:
+        if len(items) < 2:
+            return list(map(fn, items))
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.jobs, thread_name_prefix="datavc-s3")
+            pool = self._pool
+        return list(pool.map(fn, items))
+
+    # ------------------------------------------------------------------ reading
+
+    def missing(self, oids: Iterable[Oid]) -> set[Oid]:
+        """Per-object checks are HEAD requests, listings ListObjectsV2 pages, both run on
+        the thread pool. A bucket that does not exist answers HEAD with 404 like a missing
+        key, so its objects look missing here; put and listing then raise RemoteError."""
+        return missing(oids, probe=self._exists, list_prefix=self._list_prefix,
+                       page=LIST_PAGE, run=self._run)
+
+    def _exists(self, oid: Oid) -> bool:
+        try:
+            self._call("head_object", "check", oid, Key=self._key(oid))
+        except ObjectMissingError:
+            return False
+        return True
+
+    def _list(self, prefix: str) -> Iterator[str]:
+        """Every key under ``prefix`` (relative to the root), page by page, lazily."""
+        kwargs: dict[str, Any] = {"Prefix": self._base + prefix}
+        while True:
+            page = self._call("list_objects_v2", "list objects", None, **kwargs)
+            for item in page.get("Contents", ()):
+                yield item["Key"][len(self._base):]
+            if not page.get("IsTruncated"):
+                return
+            kwargs["ContinuationToken"] = page["NextContinuationToken"]
+
+    def _list_prefix(self, prefix: int) -> Iterator[bytes]:
+        for key in self._list(f"{OBJECTS}/{prefix:02x}/"):
+            digest = parse_key(key)
+            if digest is not None:
+                yield digest
+
+    def iter_oids(self, *, on_junk: Callable[[str], object] | None = None) -> Iterator[Oid]:
+        for key in self._list(f"{OBJECTS}/"):
+            digest = parse_key(key)
+            if digest is not None:
+                yield Oid(digest)
+            elif on_junk is not None:
+                on_junk(key)
+
+    def get(self, oid: Oid, sink: Sink) -> None:
+        """Streams the body; a connection broken mid-body resumes with a Range request
+        from the last byte written (the key names immutable content), ``max_attempts``
+        times in all."""
+        done, broken = 0, 0
+        while True:
+            extra = {"Range": f"bytes={done}-"} if done else {}
+            resp = self._call("get_object", "download", oid, Key=self._key(oid), **extra)
+            body = resp["Body"]
+            if done and not str(resp.get("ContentRange", "")).startswith(f"bytes {done}-"):
+                body.close()
+                raise RemoteError(f"cannot resume the download of object {oid} from "
+                                  f"{self.describe()}: the store ignored the Range request",
+                                  hint="run the command again")
+            try:
+                done, error = _drain(body, sink, done)
+            finally:
+                body.close()
+            if error is None:
+                return
+            broken += 1
+            if broken >= self.max_attempts:
+                raise RemoteError(f"cannot download object {oid} from {self.describe()}: "
+                                  f"connection broken {broken} times ({type(error).__name__})",
+                                  hint="check the network, then run the command again")
+
+    # ------------------------------------------------------------------ writing
+
+    def put(self, oid: Oid, path: str, size: int) -> None:
+        try:
+            f = open(path, "rb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise from_oserror(exc, path, "read") from None
+        with f:
+            if size < self.multipart_threshold:
+                data = _read(f, size + 1, path)
+                self._verify(oid, path, xxhash.xxh3_128_digest(data), len(data), size)
+                self._call("put_object", "upload", oid, Key=self._key(oid), Body=data)
+            else:
+                self._put_multipart(oid, f, path, size)
+
+    def _put_multipart(self, oid: Oid, f: IO[bytes], path: str, size: int) -> None:
+        key = self._key(oid)
+        upload = self._call("create_multipart_upload", "start upload of", oid, Key=key)
+        ids = {"Key": key, "UploadId": upload["UploadId"]}
+        part_size = max(self.part_size, math.ceil(size / MAX_PARTS / MIB) * MIB)
+        try:
+            hasher, total, parts = xxhash.xxh3_128(), 0, []
+            for number in itertools.count(1):
+                data = _read(f, min(part_size, size + 1 - total), path)
+                if not data:
+                    break
+                hasher.update(data)
+                total += len(data)
+                if total > size:
+                    break
+                resp = self._call("upload_part", "upload part of", oid, PartNumber=number,
+                                  Body=data, **ids)
+                parts.append({"PartNumber": number, "ETag": resp["ETag"],
+                              **{k: resp[k] for k in _PART_CHECKSUMS if k in resp}})
+            self._verify(oid, path, hasher.digest(), total, size)
+            self._call("complete_multipart_upload", "complete upload of", oid,
+                       MultipartUpload={"Parts": parts}, **ids)
+        except BaseException:
+            self._abort(ids)
+            raise
+
+    def _abort(self, ids: dict[str, str]) -> None:
+        """Best effort: a failed abort leaves an invisible upload for the lifecycle rule."""
+        with contextlib.suppress(Exception):  # the original failure is what matters
+            self._client().abort_multipart_upload(Bucket=self.bucket, **ids)
+
+    def _verify(self, oid: Oid, path: str, digest: bytes, got: int, size: int) -> None:
+        if digest != oid.digest or got != size:
+            raise IntegrityError(
+                f"'{path}' does not hold object {oid} ({got} bytes read, {size} expected): "
+                f"not uploaded to {self.describe()}",
+                hint="run `datavc fsck` to find and repair corrupt cache objects")
+
+    def delete(self, oid: Oid) -> None:
+        with contextlib.suppress(ObjectMissingError):  # S3 says 204; some stores say 404
+            self._call("delete_object", "delete", oid, Key=self._key(oid))
+
+
+def check_endpoint(url: str) -> None:
+    """An ``http(s)://HOST[:PORT][/PATH]`` URL without user-info, query or fragment."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise ConfigError(f"endpoint_url {redact(url)} is not a valid URL") from None
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(f"endpoint_url {redact(url)} carries credentials",
+                          hint="remove them; set access_key_id and secret_access_key with "
+                               "`datavc remote modify --local`")
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query \
+            or parts.fragment:
+        raise ConfigError(f"endpoint_url {redact(url)} must be http(s)://HOST[:PORT]",
+                          hint="for example http://127.0.0.1:9000")
+
+
+def _read(f: IO[bytes], n: int, path: str) -> bytes:
+    try:
+        return f.read(n)
+    except OSError as exc:
+        raise from_oserror(exc, path, "read") from None
+
+
+def _stream_errors() -> tuple[type[BaseException], ...]:
+    from botocore.exceptions import BotoCoreError
+    from urllib3.exceptions import HTTPError
+
+    return (BotoCoreError, HTTPError, http.client.HTTPException, ConnectionError, TimeoutError)
+
+
+def _drain(body: Any, sink: Sink, done: int) -> tuple[int, BaseException | None]:
+    """Copy ``body`` into ``sink``; return (bytes written in all, the read error or None)."""
+    errors = _stream_errors()
+    while True:
+        try:
+            chunk = body.read(CHUNK)
+        except errors as exc:
+            return done, exc
+        if not chunk:
+            return done, None
+        sink.write(chunk)
+        done += len(chunk)
+
+
+def _client_hint(code: str, status: object) -> str:
+    if code == "NoSuchBucket":
+        return "create the bucket, or fix the remote's url"
+    if status == 403 or code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+                                 "ExpiredToken", "InvalidToken"):
+        return "check the remote's credentials and their permissions on the bucket"
+    if isinstance(status, int) and status >= 500 or code in ("SlowDown", "Throttling"):
+        return "the store kept failing after retries; run the command again later"
+    return "check the remote's url, endpoint_url and region"
