@@ -28,7 +28,8 @@ def test_add_commit_edit_status_commit_checkout(scm, run):
     [st] = [s for s in json.loads(r.out) if s["path"] == "data"]
     assert st["state"] == "modified"
     assert {(c["path"], c["change"]) for c in st["changes"]} == {
-        ("data/a/1.txt", "modified"), ("data/b/3.bin", "deleted"), ("data/a/new.txt", "added")}
+        ("data/a/1.txt", "modified"), ("data/b/3.bin", "deleted"), ("data/a/new.txt", "added"),
+        ("data/b", "added")}  # data/b stays, now empty: an empty directory came
 
     assert run("commit", "-m", "v2").code == 0
     v2 = read_tree(scm / "data")
