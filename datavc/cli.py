@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from . import __version__
-from .errors import DatavcError, Interrupted, UsageError, from_oserror
+from .errors import DatavcError, IntegrityError, Interrupted, UsageError, from_oserror
 from .progress import TerminalReporter
 from .repo import DiffStat, Repo
 
@@ -396,6 +396,134 @@ def ls_manifest(pointer: str, as_json: bool) -> None:
         return
     for path, e in rows:
         click.echo(f"{e.kind}\t{e.oid}\t{e.size}\t{path}")
+
+
+def _transfer_options(f: Any) -> Any:
+    f = click.option("-j", "--jobs", type=int, help="Parallel transfers (default 16).")(f)
+    f = click.option("-r", "--remote", "remote_name", metavar="NAME",
+                     help="The remote (default: the default remote).")(f)
+    return f
+
+
+def _scope_options(f: Any) -> Any:
+    f = click.option("--all-commits", is_flag=True,
+                     help="The data of every commit reachable from any branch or tag.")(f)
+    f = click.option("--all-tags", is_flag=True, help="The data of every tag.")(f)
+    f = click.option("--all-branches", is_flag=True, help="The data of every branch's tip.")(f)
+    f = click.option("--rev", "revs", metavar="REV", multiple=True,
+                     help="The data of this git revision (repeatable).")(f)
+    return f
+
+
+def _report_transfer(result: Any, as_json: bool, verb: str) -> None:
+    t = result.transfer
+    if as_json:
+        _emit_json(result.to_dict())
+    else:
+        click.echo(f"{verb} {t.transferred} object(s), {_size(t.nbytes)} "
+                   f"({t.present} already there) — remote {result.remote}")
+    _check_transfer(result)
+
+
+def _check_transfer(result: Any) -> None:
+    """Exit 3 for corrupt downloads, 1 for objects that could not be moved."""
+    t = result.transfer
+    shown = ", ".join(str(o) for o in (t.corrupt or t.missing)[:5])
+    more = " …" if len(t.corrupt or t.missing) > 5 else ""
+    if t.corrupt:
+        raise IntegrityError(f"{len(t.corrupt)} object(s) arrived corrupt twice and were not "
+                             f"stored: {shown}{more}",
+                             hint="the remote holds damaged copies: push them again from a "
+                                  "clone that has them")
+    if t.missing and result.direction == "push":
+        raise DatavcError(f"{len(t.missing)} object(s) are not in the cache, so they and the "
+                          f"listings naming them were not pushed: {shown}{more}",
+                          hint="re-add the data where it still exists, then push again")
+    if t.missing:
+        raise DatavcError(f"{len(t.missing)} object(s) are not on the remote: {shown}{more}",
+                          hint="push them from a clone that has them")
+
+
+@cli.command()
+@click.argument("targets", nargs=-1, type=click.Path())
+@_transfer_options
+@_scope_options
+@json_option
+def push(targets: tuple[str, ...], remote_name: str | None, jobs: int | None,
+         revs: tuple[str, ...], all_branches: bool, all_tags: bool, all_commits: bool,
+         as_json: bool) -> None:
+    """Upload the data of TARGETs (default: everything tracked) that the remote lacks.
+
+    The remote is asked what it holds (never a local belief); objects go up in parallel,
+    each checked against its id, and a listing only after everything it names, so a remote
+    never claims data it cannot serve.
+
+    \b
+    Example:
+      datavc push                    # the default remote
+      datavc push -r backup -j 32 data
+      datavc push --all-tags         # the data of every tag
+    """
+    result = _repo().push(list(targets) or None, remote=remote_name, jobs=jobs,
+                          revs=list(revs) or None, all_branches=all_branches,
+                          all_tags=all_tags, all_commits=all_commits)
+    _report_transfer(result, as_json, "Pushed")
+
+
+@cli.command()
+@click.argument("targets", nargs=-1, type=click.Path())
+@_transfer_options
+@_scope_options
+@json_option
+def fetch(targets: tuple[str, ...], remote_name: str | None, jobs: int | None,
+          revs: tuple[str, ...], all_branches: bool, all_tags: bool, all_commits: bool,
+          as_json: bool) -> None:
+    """Download into the cache the data of TARGETs that it lacks (the workspace is not touched).
+
+    Every download is re-hashed before it enters the cache; a mismatch is retried once,
+    then reported (exit 3) and never stored.
+
+    \b
+    Example:
+      datavc fetch
+      datavc fetch --rev v1.1 data
+    """
+    result = _repo().fetch(list(targets) or None, remote=remote_name, jobs=jobs,
+                           revs=list(revs) or None, all_branches=all_branches,
+                           all_tags=all_tags, all_commits=all_commits)
+    _report_transfer(result, as_json, "Fetched")
+
+
+@cli.command()
+@click.argument("targets", nargs=-1, type=click.Path())
+@_transfer_options
+@click.option("--rev", metavar="REV", help="The data of this git revision (as checkout --rev).")
+@click.option("-f", "--force", is_flag=True,
+              help="Replace or delete workspace files even if their content is not cached.")
+@json_option
+def pull(targets: tuple[str, ...], remote_name: str | None, jobs: int | None, rev: str | None,
+         force: bool, as_json: bool) -> None:
+    """Fetch the data of TARGETs, then check it out (with all of checkout's safety rules).
+
+    \b
+    Example:
+      git clone URL project && cd project && datavc init && datavc pull
+      datavc pull --rev v1.1 data
+    """
+    fetched, checked = _repo().pull(list(targets) or None, remote=remote_name, jobs=jobs,
+                                    rev=rev, force=force)
+    if as_json:
+        _emit_json({**fetched.to_dict(), "checkout": [r.to_dict() for r in checked]})
+    else:
+        t = fetched.transfer
+        click.echo(f"Fetched {t.transferred} object(s), {_size(t.nbytes)} "
+                   f"({t.present} already cached) — remote {fetched.remote}")
+        for r in checked:
+            click.echo(f"{r.path}: {r.written} written, {r.deleted} deleted")
+    if any(r.missing for r in checked) and not (fetched.transfer.missing
+                                                or fetched.transfer.corrupt):
+        raise DatavcError("some files are not in the cache and were left as they are")
+    _check_transfer(fetched)
 
 
 @cli.group(context_settings=CONTEXT)

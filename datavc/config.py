@@ -144,16 +144,23 @@ def check_no_secrets(doc: dict[str, Any], where: str) -> None:
 
 
 def redact(url: str) -> str:
-    """``url`` without user-info or query (where credentials hide), for messages."""
+    """``url`` without user-info, query or fragment (where credentials hide), for messages.
+
+    ``https://key:secret@host:9000/b?X-Amz-Signature=x`` -> ``https://***@host:9000/b?***``.
+    A plain path comes back unchanged; an unparsable URL as ``<unparsable URL>``.
+    """
     try:
         parts = urlsplit(url)
+        port = parts.port
     except ValueError:
         return "<unparsable URL>"
     if not parts.scheme or len(parts.scheme) == 1:  # a path (or a drive letter)
         return url
     host = parts.hostname or ""
-    if parts.port is not None:
-        host += f":{parts.port}"
+    if ":" in host:
+        host = f"[{host}]"
+    if port is not None:
+        host += f":{port}"
     if parts.username is not None or parts.password is not None:
         host = "***@" + host
     return urlunsplit((parts.scheme, host, parts.path, "***" if parts.query else "", ""))

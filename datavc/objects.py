@@ -14,8 +14,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from collections.abc import Iterable, Iterator
-from typing import NamedTuple
+from collections.abc import Callable, Iterable, Iterator
+from typing import BinaryIO, NamedTuple
 
 import xxhash
 
@@ -136,6 +136,35 @@ class ObjectStore:
                 raise from_oserror(exc, self.tmp_dir, f"store object {Oid(digest)} in") from exc
         return Oid(digest)
 
+    def receive(self, oid: Oid, fill: Callable[[_HashingSink], object]) -> int:
+        """Stage object ``oid`` from bytes that ``fill(sink)`` writes into ``sink`` (a
+        download), hashing them as they arrive. Returns the size. When they do not hash to
+        ``oid`` nothing is staged and IntegrityError (exit 3) is raised; when ``fill``
+        fails, nothing is staged either. Thread-safe."""
+        tmp = os.path.join(self.tmp_dir, f"{oid.hex}-{fsutil.tmp_name()}")
+        try:
+            f = open(tmp, "xb")  # noqa: SIM115 - closed below, unlinked on failure
+        except OSError as exc:
+            raise from_oserror(exc, self.tmp_dir, f"store object {oid} in") from exc
+        sink = _HashingSink(f)
+        try:
+            with f:
+                fill(sink)
+            if sink.hasher.digest() != oid.digest:
+                raise IntegrityError(
+                    f"object {oid} arrived with other content ({sink.size} bytes hashing to "
+                    f"{Oid(sink.hasher.digest())}); it was not stored")
+            os.chmod(tmp, 0o444)
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            if isinstance(exc, OSError):
+                raise from_oserror(exc, tmp, f"store object {oid} in") from exc
+            raise
+        crash.point("object-tmp-written")
+        self.pending.append(tmp)
+        return sink.size
+
     def add_file(self, path: str) -> Stored:
         """Stage one file's content as an object (pending until :func:`publish`)."""
         stored = store_file(path, self.objects_dir, self.tmp_dir)
@@ -159,6 +188,18 @@ class ObjectStore:
             crash.point("objects-synced")
             rename_into_place(self.objects_dir, tmps)
             self.sync()
+
+
+class _HashingSink:
+    """A write-only binary file that hashes what passes through it."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f, self.hasher, self.size = f, xxhash.xxh3_128(), 0
+
+    def write(self, data: bytes, /) -> int:
+        self.hasher.update(data)
+        self.size += len(data)
+        return self.f.write(data)
 
 
 def object_path(objects_dir: str, digest: bytes) -> str:

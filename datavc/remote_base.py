@@ -19,8 +19,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import Protocol
-from urllib.parse import urlsplit, urlunsplit
 
+from .config import redact  # noqa: F401  (re-exported: remotes name themselves with it)
 from .errors import DatavcError, RemoteError, from_oserror
 from .hashing import Oid
 
@@ -166,26 +166,3 @@ def remote_oserror(exc: OSError, path: object, action: str) -> DatavcError:
         return RemoteError(err.message, hint="check that the remote's directory is mounted "
                                              "and readable, then run the command again")
     return err
-
-
-def redact(url: str) -> str:
-    """``url`` without user-info, query or fragment (where credentials hide), for messages.
-
-    ``https://key:secret@host:9000/b?X-Amz-Signature=x`` -> ``https://***@host:9000/b?***``.
-    A plain path comes back unchanged; an unparsable URL as ``<unparsable URL>``.
-    """
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return "<unparsable URL>"
-    if not parts.scheme or len(parts.scheme) == 1:  # a path (or a drive letter)
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    if port is not None:
-        host += f":{port}"
-    if parts.username is not None or parts.password is not None:
-        host = "***@" + host
-    return urlunsplit((parts.scheme, host, parts.path, "***" if parts.query else "", ""))

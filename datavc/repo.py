@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import config as config_mod
-from . import fsutil, listing, manifest, merge, scm, tree
+from . import fsutil, listing, manifest, merge, scm, transfer, tree
 from .errors import (
     DatavcError,
     InvalidInputError,
@@ -153,6 +153,18 @@ class _At:
 
     sha: str | None = None
     workspace: bool = False
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    """What a push or fetch moved to or from remote ``remote``."""
+
+    remote: str
+    direction: str  # "push" or "fetch"
+    transfer: transfer.Transfer
+
+    def to_dict(self) -> dict[str, object]:
+        return {"remote": self.remote, "direction": self.direction, **self.transfer.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -932,6 +944,95 @@ class Repo:
             except OSError as exc:
                 raise from_oserror(exc, self.dir, "write the config in") from exc
             self.config = config_mod.load(self.dir)
+
+    # ---------------------------------------------------------- transfers
+
+    def push(self, targets: list[str] | None = None, *, remote: str | None = None,
+             jobs: int | None = None, revs: list[str] | None = None,
+             all_branches: bool = False, all_tags: bool = False,
+             all_commits: bool = False) -> TransferResult:
+        """Upload the objects of ``targets`` (default: every tracked target) that the remote
+        lacks, as the work-tree manifests name them, or those of ``revs`` / the scopes.
+        Objects missing from the cache are reported in ``missing`` and the listings above
+        them are not pushed."""
+        name, rem = self._open_remote(remote, jobs)
+        try:
+            roots = self._roots(targets, revs, all_branches, all_tags, all_commits)
+            done = transfer.push(self.store, rem, roots, jobs=self._transfer_jobs(jobs),
+                                 reporter=self.reporter)
+        finally:
+            rem.close()
+        return TransferResult(name, "push", done)
+
+    def fetch(self, targets: list[str] | None = None, *, remote: str | None = None,
+              jobs: int | None = None, revs: list[str] | None = None,
+              all_branches: bool = False, all_tags: bool = False,
+              all_commits: bool = False) -> TransferResult:
+        """Download into the cache the objects of ``targets`` that it lacks (verified; a
+        mismatch is retried once, then reported in ``corrupt`` and never stored)."""
+        name, rem = self._open_remote(remote, jobs)
+        try:
+            roots = self._roots(targets, revs, all_branches, all_tags, all_commits)
+            with self._locked("fetch"):
+                try:
+                    done = transfer.fetch(self.store, rem, roots,
+                                          jobs=self._transfer_jobs(jobs),
+                                          reporter=self.reporter)
+                finally:
+                    publish(self.store, jobs=self.jobs)  # keep what arrived: reruns resume
+        finally:
+            rem.close()
+        return TransferResult(name, "fetch", done)
+
+    def pull(self, targets: list[str] | None = None, *, remote: str | None = None,
+             jobs: int | None = None, rev: str | None = None,
+             force: bool = False) -> tuple[TransferResult, list[CheckoutResult]]:
+        """``fetch`` then ``checkout`` (with all of checkout's safety rules)."""
+        fetched = self.fetch(targets, remote=remote, jobs=jobs,
+                             revs=[rev] if rev is not None else None)
+        return fetched, self.checkout(targets, rev=rev, force=force)
+
+    def _transfer_jobs(self, jobs: int | None) -> int:
+        if jobs is not None and not 1 <= jobs <= 256:
+            raise UsageError(f"-j must be from 1 to 256, not {jobs}")
+        return jobs or 16
+
+    def _open_remote(self, name: str | None, jobs: int | None) -> tuple[str, Any]:
+        from .remote import open_remote
+
+        name = name or self.default_remote()
+        if name is None:
+            raise DatavcError("no remote given and no default remote set",
+                              hint="name one with -r NAME, or `datavc remote add NAME URL "
+                                   "--default`")
+        table = (self.config.raw or {}).get("remote", {}).get(name)
+        if table is None:
+            raise DatavcError(f"no remote named {name!r}", hint="see `datavc remote list`")
+        return name, open_remote(name, table, base_dir=self.root,
+                                 jobs=self._transfer_jobs(jobs))
+
+    def _roots(self, targets: list[str] | None, revs: list[str] | None, all_branches: bool,
+               all_tags: bool, all_commits: bool) -> list[transfer.Root]:
+        """The trees to transfer: the work-tree manifests (no revision named), or those of
+        each revision named and of each commit in the scopes."""
+        shas: list[str | None] = []
+        if revs or all_branches or all_tags or all_commits:
+            shas = [self.resolve(r) for r in revs or []]
+            shas += self.git.revisions(branches=all_branches, tags=all_tags,
+                                       commits=all_commits)
+        else:
+            shas = [None]
+        roots: dict[tuple[str, bytes], transfer.Root] = {}
+        for sha in dict.fromkeys(shas):
+            rels = ([self.target(t) for t in targets] if targets
+                    else self.tracked(sha))
+            for rel in rels:
+                if sha is not None and targets and rel not in self.tracked(sha):
+                    continue  # not tracked at that commit
+                pointer = self.read_pointer(rel, sha)
+                roots[(pointer.kind, pointer.oid.digest)] = transfer.Root(
+                    pointer.kind, pointer.oid, pointer.nfiles)
+        return list(roots.values())
 
 
 LS_SCHEMA = (("path", "string"), ("kind", "string"), ("oid", "string"), ("size", "int64"),

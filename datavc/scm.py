@@ -99,6 +99,33 @@ class Git:
             return False
         return True
 
+    def revisions(self, *, branches: bool = False, tags: bool = False,
+                  commits: bool = False) -> list[str]:
+        """Commit ids: the tips of local branches, the commits tags name, or every commit
+        reachable from any ref (each once, in no particular order)."""
+        repo = self.repo
+        out: dict[str, None] = {}
+        tips = []
+        for ref in repo.references:
+            if (ref.startswith("refs/heads/") and (branches or commits)) or (
+                    ref.startswith("refs/tags/") and (tags or commits)):
+                try:
+                    tips.append(str(repo.revparse_single(ref).peel(self._pygit2.Commit).id))
+                except (KeyError, ValueError, self._pygit2.GitError):
+                    continue  # a tag of a tree or blob names no commit
+        if commits:
+            if not repo.head_is_unborn:
+                tips.append(str(repo.head.target))
+            unique = list(dict.fromkeys(tips))
+            if unique:
+                walker = repo.walk(unique[0])
+                for tip in unique[1:]:
+                    walker.push(tip)
+                out.update((str(c.id), None) for c in walker)
+        else:
+            out.update(dict.fromkeys(tips))
+        return list(out)
+
     def read_blob(self, blob_id: str, *, max_bytes: int = manifest.MAX_BYTES) -> bytes:
         """The bytes of one blob, refused (exit 6) when over ``max_bytes``."""
         size = self.repo.odb.read_header(blob_id)[1]

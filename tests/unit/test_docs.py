@@ -145,7 +145,9 @@ def _json_shapes():
         LogEntry,
         LsEntry,
         TargetStatus,
+        TransferResult,
     )
+    from datavc.transfer import Transfer
     from datavc.treediff import Change
 
     add = AddResult("data", "data.datavc", h(b""), "dir", 0, 0, 0, True, [("data/p", "symlink")])
@@ -154,6 +156,8 @@ def _json_shapes():
     status = TargetStatus("data", "data.datavc", "modified", [change]).to_dict()
     entry = {"path": "data/a", **Entry("a", "file", h(b""), 0).to_dict()}
     stat = DiffStat.of([change]).to_dict()
+    transfer = TransferResult("s", "push", Transfer()).to_dict()
+    checkout = CheckoutResult("data", 0, 0, [], []).to_dict()
     diff = {"a": None, "b": None, "workspace": True, "changes": [change.to_dict()], "stat": stat}
     log = LogEntry("0" * 40, "A", "a@example.com", "2026-01-01T00:00:00+00:00", "v1", "added",
                    h(b""), 0, 0).to_dict()
@@ -168,6 +172,8 @@ def _json_shapes():
         "datavc ls": (list, [LsEntry("data/a", "file", h(b""), 0, False).to_dict()], []),
         "datavc diff": (dict, [diff, stat], [change.to_dict()]),  # change: see status
         "datavc log": (list, [log], []),
+        "datavc push": (dict, [transfer], []),
+        "datavc pull": (dict, [{"checkout": []}], [{**transfer, "checkout": []}, checkout]),
         "datavc remote list": (list, [RemoteInfo("s", "s3://b/p", True, {}, False).to_dict()],
                                [{"endpoint_url": "", "profile": "", "secret_access_key": ""}]),
     }
@@ -186,7 +192,8 @@ def _objects(doc):
 
 @pytest.mark.parametrize("command", ["datavc add", "datavc commit", "datavc checkout",
                                      "datavc status", "datavc ls", "datavc ls-manifest",
-                                     "datavc diff", "datavc log", "datavc remote list"])
+                                     "datavc diff", "datavc log", "datavc remote list",
+                                     "datavc push", "datavc pull"])
 def test_json_md_documents_every_key(command):
     import json
 

@@ -25,6 +25,7 @@ ORDER = [
     "links", "workspace",
     "scm", "config",
     "remote_base", "remote_local", "remote_s3", "remote",  # remotes: protocol, backends
+    "transfer",  # push and fetch over a remote
     "repo",  # the facade
     "datavc",  # the package itself (datavc/__init__.py): re-exports Repo lazily
     "progress", "cli", "__main__",  # the click shell

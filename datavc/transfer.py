@@ -1,0 +1,294 @@
+"""Moving objects between the cache and a remote: :func:`push` and :func:`fetch`.
+
+Only what is missing moves: push asks the remote (never a local belief) which ids it lacks,
+in batches; fetch asks the cache. Transfers run on a bounded thread pool (the remote's
+methods are thread-safe; the work is network and disk bound).
+
+Order (RELIABILITY.md §2): push uploads every file object before the listings that name
+them, and listings deepest first, so a remote never holds a listing whose objects it lacks;
+a listing whose subtree cannot be completed (an object missing from the cache) is not pushed
+at all. Fetch re-hashes every download before it is staged (:meth:`ObjectStore.receive`),
+retries a mismatch once, and publishes what it got with one pair of sync barriers.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from . import listing
+from .errors import (
+    IntegrityError,
+    InvalidInputError,
+    ObjectMissingError,
+    from_oserror,
+)
+from .hashing import Oid
+from .objects import ObjectStore
+from .remote_base import Remote
+from .report import Reporter
+from .tree import MAX_DEPTH, Budget
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Root:
+    """One tree to transfer: a pointer's (or a sub-path's) kind, id and file count."""
+
+    kind: str
+    oid: Oid
+    nfiles: int
+
+
+@dataclass
+class Transfer:
+    """What one push or fetch did. ``missing``: ids that could not be moved (push: not in
+    the cache; fetch: not on the remote); ``corrupt``: downloads that did not match their id
+    twice (fetch) — neither ever enters the destination. Thread-safe counting."""
+
+    transferred: int = 0
+    nbytes: int = 0
+    present: int = 0
+    missing: list[Oid] = field(default_factory=list)
+    corrupt: list[Oid] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def moved(self, size: int) -> None:
+        with self._lock:
+            self.transferred += 1
+            self.nbytes += size
+
+    def lost(self, oid: Oid, *, corrupt: bool = False) -> None:
+        with self._lock:
+            (self.corrupt if corrupt else self.missing).append(oid)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"transferred": self.transferred, "bytes": self.nbytes, "present": self.present,
+                "missing": sorted(str(o) for o in self.missing),
+                "corrupt": sorted(str(o) for o in self.corrupt)}
+
+
+@dataclass
+class _Tree:
+    """The objects of some trees: files, and listings by depth with their children."""
+
+    files: set[Oid] = field(default_factory=set)
+    listings: dict[Oid, int] = field(default_factory=dict)  # every listing seen
+    kids: dict[Oid, list[Oid]] = field(default_factory=dict)  # listing -> named objects
+    unknown: set[Oid] = field(default_factory=set)  # listings that could not be read
+
+
+def _run(jobs: int, fn: Callable[[T], object], items: Iterable[T]) -> None:
+    """``fn`` over ``items`` on ``jobs`` threads; the first exception cancels the rest and
+    is raised once the running calls are done."""
+    items = list(items)
+    if not items:
+        return
+    if jobs <= 1 or len(items) == 1:
+        for item in items:
+            fn(item)
+        return
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="datavc-transfer") as pool:
+        futures: list[Future[object]] = [pool.submit(fn, item) for item in items]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for fut in done:
+            exc = fut.exception()
+            if exc is not None:
+                for other in futures:
+                    other.cancel()
+                raise exc
+
+
+# ------------------------------------------------------------------ push
+
+def push(store: ObjectStore, remote: Remote, roots: list[Root], *, jobs: int,
+         reporter: Reporter) -> Transfer:
+    """Upload every object of ``roots`` that the remote lacks: files first, then listings,
+    each only once everything it names is on the remote (so deepest first). A listing whose
+    subtree cannot be completed stays local; the objects in the way are ``missing``."""
+    out = Transfer()
+    tree = _Tree()
+    for root in roots:
+        _walk_local(store, root, tree)
+    wanted = tree.files | set(tree.listings)
+    absent = remote.missing(wanted) if wanted else set()
+    out.present = len(wanted) - len(absent)
+    local = store.present(absent)
+    out.missing = sorted((absent - local) | tree.unknown, key=str)
+    files = sorted(absent & tree.files & local, key=str)
+    sizes = {oid: _size(store, oid) for oid in absent & local}
+    reporter.begin(f"Pushing to {remote.describe()}", len(absent & local),
+                   sum(sizes.values()))
+
+    def put(oid: Oid) -> None:
+        remote.put(oid, store.path(oid), sizes[oid])
+        out.moved(sizes[oid])
+        reporter.advance(1, sizes[oid])
+
+    try:
+        _run(jobs, put, files)
+        on_remote = (wanted - absent) | set(files)
+        pending = {o for o in tree.listings if o in absent and o in local}
+        while pending:  # one round per level of the tree, bottom up
+            ready = sorted((o for o in pending
+                            if all(k in on_remote for k in tree.kids.get(o, ()))), key=str)
+            if not ready:
+                break  # the rest name something that is not on the remote
+            _run(jobs, put, ready)
+            on_remote.update(ready)
+            pending.difference_update(ready)
+    finally:
+        reporter.end()
+    return out
+
+
+def _size(store: ObjectStore, oid: Oid) -> int:
+    try:
+        return os.stat(store.path(oid)).st_size
+    except OSError as exc:
+        raise from_oserror(exc, store.path(oid), "read object") from exc
+
+
+def _walk_local(store: ObjectStore, root: Root, tree: _Tree) -> None:
+    """Collect the objects of ``root`` from the cache; unreadable listings go to
+    ``tree.unknown`` (their subtrees cannot be pushed)."""
+    if root.kind == listing.FILE:
+        tree.files.add(root.oid)
+        return
+    budget = Budget.for_pointer(root.nfiles)
+    level = [root.oid]
+    for _depth in range(MAX_DEPTH + 2):
+        if not level:
+            return
+        nxt: list[Oid] = []
+        for oid in level:
+            if oid in tree.listings:
+                continue
+            tree.listings[oid] = 1
+            budget.spend(oid)
+            try:
+                entries = listing.decode(store.read_bytes(oid), where=str(oid))
+            except ObjectMissingError:
+                tree.unknown.add(oid)
+                continue
+            tree.kids[oid] = [e.oid for e in entries]
+            for e in entries:
+                if e.kind == listing.DIR:
+                    nxt.append(e.oid)
+                else:
+                    tree.files.add(e.oid)
+        level = nxt
+    raise InvalidInputError(f"the tree of {root.oid} is nested deeper than {MAX_DEPTH} levels")
+
+
+# ----------------------------------------------------------------- fetch
+
+def fetch(store: ObjectStore, remote: Remote, roots: list[Root], *, jobs: int,
+          reporter: Reporter) -> Transfer:
+    """Download every object of ``roots`` that the cache lacks, verified, and stage it (the
+    caller publishes). Listings are fetched level by level to learn what they name."""
+    out = Transfer()
+    files: set[Oid] = set()
+    for root in roots:
+        if root.kind == listing.FILE:
+            files.add(root.oid)
+        else:
+            files |= _fetch_listings(store, remote, root, jobs, out)
+    need = sorted(files - store.present(files), key=str)
+    out.present += len(files) - len(need)
+    reporter.begin(f"Fetching from {remote.describe()}", len(need))
+    try:
+        _run(jobs, lambda oid: _download(store, remote, oid, out, reporter), need)
+    finally:
+        reporter.end()
+    return out
+
+
+def _fetch_listings(store: ObjectStore, remote: Remote, root: Root, jobs: int,
+                    out: Transfer) -> set[Oid]:
+    budget = Budget.for_pointer(root.nfiles)
+    files: set[Oid] = set()
+    seen: set[Oid] = set()
+    level = [root.oid]
+    for _depth in range(MAX_DEPTH + 2):
+        level = [o for o in dict.fromkeys(level) if o not in seen]
+        if not level:
+            return files
+        seen.update(level)
+        for oid in level:
+            budget.spend(oid)
+        got: dict[Oid, bytes | None] = {}
+
+        def one(oid: Oid, got: dict[Oid, bytes | None] = got) -> None:
+            got[oid] = _listing_bytes(store, remote, oid, out)
+
+        _run(jobs, one, level)
+        nxt: list[Oid] = []
+        for oid in level:
+            data = got.get(oid)
+            if data is None:
+                continue
+            for e in listing.decode(data, where=str(oid)):
+                if e.kind == listing.DIR:
+                    nxt.append(e.oid)
+                else:
+                    files.add(e.oid)
+        level = nxt
+    raise InvalidInputError(f"the tree of {root.oid} is nested deeper than {MAX_DEPTH} levels")
+
+
+def _listing_bytes(store: ObjectStore, remote: Remote, oid: Oid,
+                   out: Transfer) -> bytes | None:
+    """A listing's verified bytes, from the cache or else downloaded (and staged)."""
+    if store.has(oid):
+        return store.read_bytes(oid)
+    keep: list[bytes] = []
+    if not _download(store, remote, oid, out, None, keep=keep):
+        return None
+    return b"".join(keep)
+
+
+class _Tee:
+    """Passes downloaded bytes on to the staging sink, keeping a copy when asked."""
+
+    def __init__(self, sink: Any, keep: list[bytes] | None) -> None:
+        self.sink, self.keep = sink, keep
+
+    def write(self, data: bytes, /) -> object:
+        if self.keep is not None:
+            self.keep.append(bytes(data))
+        return self.sink.write(data)
+
+
+def _download(store: ObjectStore, remote: Remote, oid: Oid, out: Transfer,
+              reporter: Reporter | None, keep: list[bytes] | None = None) -> bool:
+    """Download, verify and stage one object, retrying once on a mismatch. False when the
+    object is missing on the remote or arrived corrupt twice (recorded in ``out``)."""
+    for attempt in (1, 2):
+        got: list[bytes] | None = [] if keep is not None else None
+
+        def fill(sink: Any, got: list[bytes] | None = got) -> None:
+            remote.get(oid, _Tee(sink, got))
+
+        try:
+            size = store.receive(oid, fill)
+        except ObjectMissingError:
+            out.lost(oid)
+            return False
+        except IntegrityError:
+            if attempt == 2:
+                out.lost(oid, corrupt=True)
+                return False
+            continue
+        if keep is not None and got is not None:
+            keep.extend(got)
+        out.moved(size)
+        if reporter is not None:
+            reporter.advance(1, size)
+        return True
+    return False
