@@ -5,13 +5,16 @@ no printing. Layers below it: hashing → objects → listing/manifest → tree/
 
 from __future__ import annotations
 
+import io
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from . import config as config_mod
-from . import fsutil, listing, manifest, scm, tree
+from . import fsutil, listing, manifest, reader, scm, tree
 from .errors import (
     DatavcError,
     InvalidInputError,
@@ -610,6 +613,98 @@ class Repo:
                                for path, node in tree.walk_files(root, rel)),
                               key=lambda e: e.path))
         return out
+
+    # ----------------------------------------------------------------- read
+
+    def open(self, path: str | os.PathLike[str], rev: str | None = None, *,
+             mode: str = "rb") -> io.BufferedReader:
+        """One tracked file as a read-only binary file, as of git revision ``rev`` (its
+        manifests read from git objects, nothing checked out) or, without ``rev``, as the
+        work-tree manifests record it. The bytes come from the cache, verified against
+        their id (docs/api.md); a missing object goes through :meth:`_fetch_object`.
+
+        ``path`` is relative to the repository root (or absolute inside it), whatever the
+        current directory: a file target, or a file inside a directory target. Only the
+        listings on its path are read.
+        """
+        reader.check_mode(mode)
+        parts = reader.data_path(self.root, path)
+        sha = self.resolve(rev) if rev is not None else None
+        try:
+            found = self._find_file(parts, sha, rev)
+            try:
+                return reader.open_object(self.store.path(found.oid), found)
+            except ObjectMissingError:
+                self._fetch_object(found.oid)
+            return reader.open_object(self.store.path(found.oid), found)
+        except ObjectMissingError as exc:
+            at = f" at revision '{rev}'" if rev is not None else ""
+            raise ObjectMissingError(f"cannot read '{'/'.join(parts)}'{at}: {exc.message}",
+                                     hint=exc.hint) from None
+
+    def read_bytes(self, path: str | os.PathLike[str], rev: str | None = None) -> bytes:
+        """The whole verified content of one tracked file (see :meth:`open`)."""
+        with self.open(path, rev) as f:
+            return f.read()
+
+    def _find_file(self, parts: tuple[str, ...], sha: str | None,
+                   rev: str | None) -> reader.Found:
+        """The target that is a prefix of ``parts`` (the outermost, as discovery finds
+        targets), then the file below it."""
+        for n in range(1, len(parts) + 1):
+            pointer = self._pointer_at(parts, n, sha, rev)
+            if pointer is not None:
+                mode = 0o755 if pointer.kind == listing.DIR else 0o644
+                top = listing.Entry(parts[n - 1], pointer.kind, pointer.oid, pointer.size,
+                                    mode, pointer.nfiles)
+                return reader.lookup(self._listings, top, "/".join(parts[:n]), parts[n:],
+                                     path="/".join(parts), rev=rev)
+        at = f" at revision '{rev}'" if rev is not None else ""
+        raise DatavcError(f"'{'/'.join(parts)}' is not tracked by datavc{at}: no pointer "
+                          "manifest names it or a directory above it",
+                          hint=f"`datavc ls{'' if rev is None else ' --rev ' + rev}` lists "
+                               "the tracked files")
+
+    def _pointer_at(self, parts: tuple[str, ...], n: int, sha: str | None,
+                    rev: str | None) -> Pointer | None:
+        """The pointer of target ``parts[:n]`` at ``sha`` or in the work tree, or None."""
+        target = "/".join(parts[:n])
+        pointer_rel = manifest.pointer_path(target)
+        if sha is not None:
+            data = self.git.read_file(sha, pointer_rel, max_bytes=manifest.MAX_BYTES)
+            if data is None:
+                return None
+            return manifest.loads(data, where=f"{pointer_rel} at revision '{rev}'")
+        if n > 1 and os.path.islink(os.path.join(self.root, *parts[:n - 1])):
+            raise UnsafePathError(f"'{'/'.join(parts)}' goes through the symlink "
+                                  f"'{os.path.join(self.root, *parts[:n - 1])}'",
+                                  hint="name the real path inside the work tree")
+        try:
+            st = os.lstat(os.path.join(self.root, pointer_rel))
+        except OSError:
+            return None
+        return self.read_pointer(target) if stat.S_ISREG(st.st_mode) else None
+
+    @cached_property
+    def _listings(self) -> reader.Listings:
+        return reader.Listings(self._listing_bytes)
+
+    def _listing_bytes(self, oid: Oid) -> bytes:
+        try:
+            return self.store.read_bytes(oid)
+        except ObjectMissingError:
+            self._fetch_object(oid)
+        return self.store.read_bytes(oid)
+
+    def _fetch_object(self, oid: Oid) -> None:
+        """Bring object ``oid``, missing from the cache, into it: the one place where
+        reading falls back to a remote (which will verify it before it enters the cache).
+        There are no remotes yet, so this always raises ObjectMissingError (exit 1)."""
+        raise ObjectMissingError(
+            f"object {oid} is not in the cache ({self.store.path(oid)})",
+            hint="where the data still exists, check out the revision that added it and "
+                 "`datavc add` it again, or copy the object from another clone's "
+                 ".datavc/cache; `datavc pull` will fetch it once remotes exist")
 
     # ----------------------------------------------------------- plumbing
 
