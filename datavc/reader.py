@@ -278,17 +278,17 @@ class ObjectReader(io.RawIOBase):
         pos = self._pos
         self._hash_upto(min(pos, self.size))
         got = self._pread_full(view, pos)
-        if got != len(view):  # the object shrank under us
-            self._fail()
-        if self._hasher is not None and pos + got > self._hashed:
-            self._hasher.update(view[self._hashed - pos:got])
-            self._hashed = pos + got
-        if pos + got >= self.size and self._hasher is not None:
-            try:
+        try:
+            if got != len(view):  # the object shrank under us
+                self._fail()
+            if self._hasher is not None and pos + got > self._hashed:
+                self._hasher.update(view[self._hashed - pos:got])
+                self._hashed = pos + got
+            if pos + got >= self.size and self._hasher is not None:
                 self._finish()
-            except IntegrityError:
-                view[:got] = bytes(got)  # nothing of a corrupt object's end is handed out
-                raise
+        except IntegrityError:
+            view[:got] = bytes(got)  # nothing of a corrupt object's end is handed out
+            raise
         self._pos = pos + got
         return got
 

@@ -385,3 +385,25 @@ def test_works_without_git_for_the_work_tree(tmp_path, monkeypatch):
     assert datavc.read_bytes("d/f") == b"f\n"
     with pytest.raises(DatavcError, match="not in a git work tree"):
         datavc.read_bytes("d/f", rev="HEAD")
+
+
+def test_an_object_that_shrinks_while_streamed_is_refused(hist: Repo, streamed):
+    path = _object(hist, "data/sub/big")
+    with hist.open("data/sub/big") as f:
+        assert f.read(100) == BIG[:100]
+        path.chmod(0o644)
+        os.truncate(path, 5000)
+        buf = bytearray(len(BIG))
+        with pytest.raises(IntegrityError, match="is corrupt"):
+            f.readinto(buf)
+        assert buf[:412] == BIG[100:512]  # the rest of the buffer filled by the first read
+        assert not any(buf[412:])  # of the failed read, nothing
+
+
+def test_objects_over_16_mib_are_streamed_and_verified_at_their_end(repo: Repo, scm):
+    content = os.urandom(1024) * (16 * 1024) + b"!"
+    gen(scm, {"big.bin": content})
+    repo.add(["big.bin"])
+    with repo.open("big.bin") as f:
+        assert not f.raw.verified and f.raw.size == reader.WHOLE_MAX + 1
+        assert f.read() == content and f.raw.verified
