@@ -16,9 +16,9 @@ from typing import Any
 import click
 
 from . import __version__
-from .errors import DatavcError, Interrupted, from_oserror
+from .errors import DatavcError, Interrupted, UsageError, from_oserror
 from .progress import TerminalReporter
-from .repo import Repo
+from .repo import DiffStat, Repo
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -62,14 +62,27 @@ def cli() -> None:
 def init(no_scm: bool) -> None:
     """Make the current git work tree a datavc repository.
 
+    Also sets up git to merge pointer manifests with `datavc merge-driver`: the line
+    `*.datavc merge=datavc` in .gitattributes (staged) and the driver in .git/config. A clone
+    does not carry .git/config: run `datavc init` again in a fresh clone (or in a repository
+    made before this set-up existed); on an existing repository it only does this set-up,
+    idempotently.
+
     \b
     Example:
       git init && datavc init
+      git clone URL proj && cd proj && datavc init   # set up a fresh clone
     """
     repo = Repo.init(".", no_scm=no_scm, reporter=TerminalReporter())
-    click.echo(f"Initialized datavc repository in {repo.dir}")
+    if repo.reinitialized:
+        click.echo(f"Reinitialized existing datavc repository in {repo.dir}")
+    else:
+        click.echo(f"Initialized datavc repository in {repo.dir}")
     if not no_scm:
-        click.echo("Staged .datavc/config.toml and .datavc/.gitignore; commit them with git.")
+        click.echo("Set up the datavc merge driver for *.datavc (.gitattributes, .git/config).")
+        if not repo.reinitialized:
+            click.echo("Staged .datavc/config.toml, .datavc/.gitignore and .gitattributes; "
+                       "commit them with git.")
 
 
 @cli.command()
@@ -190,6 +203,110 @@ def status(targets: tuple[str, ...], as_json: bool) -> None:
             click.echo(f"    {c.change + ':':<10} {c.path}{'/' if c.kind == 'dir' else ''}")
 
 
+def _split_revisions(repo: Repo, args: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """The leading revisions (at most two) and the targets of ``diff A B TARGET...``."""
+    revs: list[str] = []
+    rest = list(args)
+    while rest and len(revs) < 2:
+        arg = rest[0]
+        is_rev = repo.git.is_revision(arg)
+        if not is_rev:
+            break
+        if os.path.lexists(arg) or os.path.lexists(arg + ".datavc"):
+            raise UsageError(f"'{arg}' is both a git revision and a path",
+                             hint=f"write ./{arg} for the path, or {arg}^{{commit}} "
+                                  "for the revision")
+        revs.append(rest.pop(0))
+    if rest and len(revs) == 2 and repo.git.is_revision(rest[0]) and not (
+            os.path.lexists(rest[0]) or os.path.lexists(rest[0] + ".datavc")):
+        raise UsageError(f"'{rest[0]}' is a third revision: diff compares two",
+                         hint="datavc diff A B [TARGET...]")
+    return revs, rest
+
+
+def _signed_size(n: int) -> str:
+    return ("-" if n < 0 else "+") + _size(abs(n))
+
+
+@cli.command()
+@click.argument("args", nargs=-1, metavar="[A [B]] [TARGET...]")
+@click.option("--stat", "stat_only", is_flag=True, help="Print only the totals.")
+@json_option
+def diff(args: tuple[str, ...], stat_only: bool, as_json: bool) -> None:
+    """Show which data files changed between two revisions, or a revision and the workspace.
+
+    A and B are git revisions; A defaults to HEAD and B to the data in the workspace.
+    TARGETs are tracked targets, paths inside them, or directories holding them (default:
+    everything tracked on either side). Only the subtrees whose ids differ are read, so a
+    small change to a huge dataset diffs at once. A file that moved keeps its id and is shown
+    as renamed. A path that is also a revision name must be written ./PATH.
+
+    \b
+    Example:
+      datavc diff                          # HEAD against the workspace data
+      datavc diff v1.1 v1.2 --stat         # 1204 added, 37 modified, 5 deleted, +812.0 MiB
+      datavc diff v1.1 v1.2 data/images --json
+    """
+    repo = _repo()
+    revs, targets = _split_revisions(repo, args)
+    a = revs[0] if revs else None
+    b = revs[1] if len(revs) > 1 else None
+    changes = repo.diff(a, b, list(targets) or None)
+    stat = DiffStat.of(changes)
+    if as_json:
+        _emit_json({"a": None if a is None and repo.git.is_unborn() else repo.resolve(a or "HEAD"),
+                    "b": repo.resolve(b) if b is not None else None,
+                    "workspace": b is None,
+                    "changes": [] if stat_only else [c.to_dict() for c in changes],
+                    "stat": stat.to_dict()})
+        return
+    if not stat_only:
+        for c in changes:
+            path = f"{c.old_path} -> {c.path}" if c.old_path else c.path
+            click.echo(f"{c.change + ':':<10} {path}{'/' if c.kind == 'dir' else ''}")
+    if not changes:
+        click.echo("No data changes.")
+    elif stat_only or len(changes) > 1:
+        parts = [f"{n} {k}" for k, n in (("added", stat.added), ("modified", stat.modified),
+                                          ("deleted", stat.deleted), ("renamed", stat.renamed))
+                 if n or k != "renamed"]
+        click.echo(f"{', '.join(parts)}, {_signed_size(stat.size_delta)}")
+
+
+@cli.command()
+@click.argument("target", type=click.Path())
+@click.option("--rev", metavar="REV", default="HEAD", show_default=True,
+              help="Start from this git revision.")
+@json_option
+def log(target: str, rev: str, as_json: bool) -> None:
+    """Show the commits where a dataset's data changed, newest first.
+
+    Each entry: the commit, its author and date, whether TARGET was added, modified or
+    deleted there, its file count and size at that commit, and the commit message.
+    Commits that changed only a manifest's metadata are left out. A manifest that fails
+    validation at some commit is reported (`invalid manifest`) and never read further.
+
+    \b
+    Example:
+      datavc log data/images
+      datavc log data/images --json | jq '.[0].nfiles'
+    """
+    entries = _repo().log(target, rev=rev)
+    if as_json:
+        _emit_json([e.to_dict() for e in entries])
+    else:
+        for e in entries:
+            click.echo(f"{e.commit[:12]}  {e.date}  {e.author} <{e.email}>")
+            if e.error:
+                what = f"invalid manifest: {e.error}"
+            elif e.change == "deleted":
+                what = "deleted"
+            else:
+                what = f"{e.change}: {e.nfiles} file(s), {_size(e.size or 0)}"
+            subject = e.message.splitlines()[0] if e.message else ""
+            click.echo(f"    {what}\n    {subject}\n")
+
+
 @cli.command("ls")
 @click.argument("target", required=False, type=click.Path())
 @click.option("--rev", metavar="REV", help="List what the manifests of this git revision name.")
@@ -279,6 +396,157 @@ def ls_manifest(pointer: str, as_json: bool) -> None:
         return
     for path, e in rows:
         click.echo(f"{e.kind}\t{e.oid}\t{e.size}\t{path}")
+
+
+@cli.group(context_settings=CONTEXT)
+def remote() -> None:
+    """Manage remotes: where `datavc push` sends objects and `pull` gets them.
+
+    Remotes live in .datavc/config.toml (tracked: the team shares them) or, with --local,
+    in .datavc/config.local.toml (this machine only: credentials, profiles, overrides).
+    The tracked file refuses credentials (exit 6).
+
+    \b
+    Example:
+      datavc remote add storage s3://ml-data/project --default
+      datavc remote modify storage endpoint_url http://127.0.0.1:9000
+      datavc remote modify storage --local profile ml-team
+      datavc remote list
+    """
+
+
+local_option = click.option("--local", is_flag=True,
+                            help="Write .datavc/config.local.toml (ignored by git) instead.")
+
+
+@remote.command("add")
+@click.argument("name")
+@click.argument("url")
+@click.option("-d", "--default", "default", is_flag=True, help="Also make it the default.")
+@click.option("-f", "--force", is_flag=True, help="Replace a remote of that name.")
+@local_option
+def remote_add(name: str, url: str, default: bool, force: bool, local: bool) -> None:
+    """Add a remote NAME at URL: s3://BUCKET/PREFIX, file:///PATH or a directory.
+
+    \b
+    Example:
+      datavc remote add storage s3://ml-data/project --default
+      datavc remote add backup /mnt/nas/datavc
+    """
+    repo = _repo()
+    repo.remote_add(name, url, default=default, local=local, force=force)
+    click.echo(f"Added remote {name}" + (" (default)" if default else ""))
+
+
+@remote.command("modify")
+@click.argument("name")
+@click.argument("key")
+@click.argument("value", required=False)
+@click.option("-u", "--unset", is_flag=True, help="Remove KEY instead of setting it.")
+@local_option
+def remote_modify(name: str, key: str, value: str | None, unset: bool, local: bool) -> None:
+    """Set KEY of remote NAME to VALUE (url, endpoint_url, region, profile, path_style;
+    access_key_id, secret_access_key and session_token only with --local).
+
+    \b
+    Example:
+      datavc remote modify storage endpoint_url http://127.0.0.1:9000
+      datavc remote modify storage --local secret_access_key "$SECRET"
+      datavc remote modify storage region --unset
+    """
+    if unset == (value is not None):
+        raise UsageError("give a VALUE, or --unset without one")
+    _repo().remote_modify(name, key, None if unset else value, local=local)
+
+
+@remote.command("list")
+@json_option
+def remote_list(as_json: bool) -> None:
+    """List the remotes: name, URL (credentials masked), settings, the default.
+
+    \b
+    Example:
+      datavc remote list --json
+    """
+    remotes = _repo().remotes()
+    if as_json:
+        _emit_json([r.to_dict() for r in remotes])
+        return
+    if not remotes:
+        click.echo("No remotes: `datavc remote add NAME URL` to add one.")
+    for r in remotes:
+        extra = "".join(f" {k}={v}" for k, v in r.settings.items())
+        flags = " (default)" if r.default else ""
+        click.echo(f"{r.name}\t{r.url}{flags}{extra}")
+
+
+@remote.command("remove")
+@click.argument("name")
+@local_option
+def remote_remove(name: str, local: bool) -> None:
+    """Remove remote NAME (from both config files; with --local, only from the local one).
+
+    \b
+    Example:
+      datavc remote remove backup
+    """
+    _repo().remote_remove(name, local=local)
+    click.echo(f"Removed remote {name}")
+
+
+@remote.command("default")
+@click.argument("name", required=False)
+@click.option("-u", "--unset", is_flag=True, help="Unset the default remote.")
+@local_option
+def remote_default(name: str | None, unset: bool, local: bool) -> None:
+    """Show the default remote, or make NAME the default.
+
+    \b
+    Example:
+      datavc remote default storage
+      datavc remote default            # prints the default's name
+    """
+    repo = _repo()
+    if unset or name is not None:
+        if unset and name is not None:
+            raise UsageError("give NAME or --unset, not both")
+        repo.remote_default(name, local=local)
+        return
+    default = repo.default_remote()
+    if default is None:
+        raise DatavcError("no default remote is set",
+                          hint="datavc remote default NAME (see `datavc remote list`)")
+    click.echo(default)
+
+@cli.command("merge-driver")
+@click.argument("base", type=click.Path(dir_okay=False))
+@click.argument("ours", type=click.Path(dir_okay=False))
+@click.argument("theirs", type=click.Path(dir_okay=False))
+@click.argument("path")
+def merge_driver(base: str, ours: str, theirs: str, path: str) -> None:
+    """Merge two branches' changes to one pointer manifest: git's merge driver (plumbing).
+
+    git runs it as `merge-driver %O %A %B %P` for files marked `merge=datavc` in
+    .gitattributes, which `datavc init` sets up: BASE, OURS and THEIRS hold the three
+    versions of the manifest PATH (BASE is empty when both branches added it). Changes to
+    different files of a directory merge: the merged manifest is written into OURS (its new
+    listings into the cache) and the exit code is 0. Paths both branches changed differently
+    are printed on stderr, one per line, OURS is left as it is, and the exit code is 1, so
+    git reports a conflict; so is a side that is not a valid manifest.
+
+    \b
+    Example:
+      datavc merge-driver base.datavc ours.datavc theirs.datavc data.datavc
+    """
+    result = _repo().merge_pointers(base, ours, theirs, path)
+    if result.clean:
+        return
+    for c in result.conflicts:
+        click.echo(f"datavc: conflict: {c.path}: {c.reason}", err=True)
+    click.echo(f"hint: {path} was left as our side. Keep a side with `git checkout --ours "
+               f"{path}` (or --theirs), or combine the data by hand and run `datavc add "
+               f"{result.target}`; then `git add {path}`", err=True)
+    raise click.exceptions.Exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:

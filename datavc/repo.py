@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from . import config as config_mod
-from . import fsutil, listing, manifest, reader, scm, tree
+from . import fsutil, listing, manifest, merge, reader, scm, tree
 from .errors import (
     DatavcError,
     InvalidInputError,
@@ -33,7 +34,7 @@ from .parallel import default_jobs, publish
 from .paths import split_relpath
 from .report import Reporter
 from .state import StatCache, now_ns
-from .treediff import Budget, Change, Ref, diff
+from .treediff import Budget, Change, Ref, Side, diff, lookup, with_renames
 from .workspace import Executor, Plan, make_plan, refuse_conflicts
 
 DATAVC_DIR = ".datavc"
@@ -104,6 +105,60 @@ class LsEntry:
 
 
 @dataclass(frozen=True)
+class DiffStat:
+    """Totals of a diff: files added, modified, deleted and renamed, and the size change."""
+
+    added: int
+    modified: int
+    deleted: int
+    renamed: int
+    size_delta: int
+
+    @classmethod
+    def of(cls, changes: list[Change]) -> DiffStat:
+        files = [c for c in changes if c.kind == listing.FILE]
+        count = {k: sum(1 for c in files if c.change == k)
+                 for k in ("added", "modified", "deleted", "renamed")}
+        delta = sum((c.new_size or 0) - (c.old_size or 0) for c in files)
+        return cls(size_delta=delta, **count)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"added": self.added, "modified": self.modified, "deleted": self.deleted,
+                "renamed": self.renamed, "size_delta": self.size_delta}
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One commit where a target's id changed (``change``: added, modified or deleted)."""
+
+    commit: str
+    author: str
+    email: str
+    date: str
+    message: str
+    change: str
+    oid: Oid | None
+    size: int | None
+    nfiles: int | None
+    error: str | None = None  # the manifest at this commit is invalid; nothing else is read
+
+    def to_dict(self) -> dict[str, object]:
+        return {"commit": self.commit, "author": self.author, "email": self.email,
+                "date": self.date, "message": self.message, "change": self.change,
+                "oid": str(self.oid) if self.oid else None, "size": self.size,
+                "nfiles": self.nfiles, "error": self.error}
+
+
+@dataclass(frozen=True)
+class _At:
+    """One side of a diff: a commit (``sha`` None for the empty history before the first
+    commit), or the workspace."""
+
+    sha: str | None = None
+    workspace: bool = False
+
+
+@dataclass(frozen=True)
 class CommitResult:
     recorded: list[AddResult]
     git_commit: str | None
@@ -133,29 +188,39 @@ class Repo:
 
     # ----------------------------------------------------------------- init
 
+    reinitialized = False  # set by init() on a repository that already existed
+
     @classmethod
     def init(cls, path: str | os.PathLike[str] = ".", *, no_scm: bool = False,
              reporter: Reporter | None = None) -> Repo:
-        """Make ``path`` (a git work tree's root unless ``no_scm``) a datavc repository."""
+        """Make ``path`` (a git work tree's root unless ``no_scm``) a datavc repository, and
+        set up git's merge driver for pointer manifests (``.gitattributes``, staged, and this
+        clone's ``.git/config``). On an existing repository (e.g. a fresh clone), only the
+        git set-up is done, idempotently, and ``reinitialized`` is True."""
         path = os.path.abspath(path)
         root = path if no_scm else scm.discover_worktree(path)
         if root is None:
             raise DatavcError(f"'{path}' is not inside a git work tree",
                               hint="run `git init` first, or `datavc init --no-scm`")
         ddir = os.path.join(root, DATAVC_DIR)
-        if os.path.isdir(ddir):
-            raise DatavcError(f"'{root}' is already a datavc repository ({ddir})")
-        try:
-            os.makedirs(ddir)
-            config_mod.write(os.path.join(ddir, "config.toml"),
-                             {"core": {"format": config_mod.FORMAT}})
-            fsutil.atomic_write(os.path.join(ddir, ".gitignore"), GITIGNORE.encode())
-        except OSError as exc:
-            raise from_oserror(exc, ddir, "create") from exc
+        existed = os.path.isdir(ddir)
+        if not existed:
+            try:
+                os.makedirs(ddir)
+                config_mod.write(os.path.join(ddir, "config.toml"),
+                                 {"core": {"format": config_mod.FORMAT}})
+                fsutil.atomic_write(os.path.join(ddir, ".gitignore"), GITIGNORE.encode())
+            except OSError as exc:
+                raise from_oserror(exc, ddir, "create") from exc
         repo = cls(root, reporter=reporter)
+        repo.reinitialized = existed
         repo.store.ensure_layout()
         if not no_scm:
-            repo.git.stage([f"{DATAVC_DIR}/config.toml", f"{DATAVC_DIR}/.gitignore"])
+            staged = [] if existed else [f"{DATAVC_DIR}/config.toml", f"{DATAVC_DIR}/.gitignore"]
+            if scm.ensure_merge_attribute(root):
+                staged.append(".gitattributes")
+            repo.git.stage(staged)
+            repo.git.configure(scm.merge_driver_config())
         return repo
 
     # ------------------------------------------------------------ internals
@@ -596,6 +661,182 @@ class Repo:
         paths += sorted({os.path.join(os.path.dirname(r), ".gitignore") for r in rels})
         return self.git.commit(message, paths)
 
+    # ---------------------------------------------------------------- diff
+
+    def diff(self, a: str | None = None, b: str | None = None,
+             targets: str | os.PathLike[str] | list[str | os.PathLike[str]] | None = None
+             ) -> list[Change]:
+        """File-level changes from revision ``a`` (default HEAD) to revision ``b`` (default:
+        the workspace data), for ``targets`` (tracked targets, paths inside them, or
+        directories holding them; default: every target tracked on either side).
+
+        Only the subtrees whose ids differ are read. A deleted file whose content reappears
+        at another path is one ``renamed`` change.
+        """
+        old = self._diff_side(a or "HEAD")
+        new = self._diff_side(b) if b is not None else _At(workspace=True)
+        if isinstance(targets, (str, os.PathLike)):
+            targets = [targets]
+        state = self._state() if new.workspace else None
+        out: list[Change] = []
+        for rel in self._diff_paths(targets, old, new):
+            before, n_before = self._stored_at(rel, old)
+            if state is not None:
+                after: Side | None = self._workspace_at(rel, state)
+                n_after = 0
+            else:
+                after, n_after = self._stored_at(rel, new)
+            budget = Budget.for_pointer(n_before + n_after)
+            check_mode = self._tracks_exec if new.workspace else True
+            try:
+                out.extend(diff(self.store, rel, before, after, check_mode=check_mode,
+                                budget=budget))
+            except ObjectMissingError as exc:
+                raise ObjectMissingError(
+                    f"cannot diff '{rel}': {exc.message}",
+                    hint="the listings of that revision are not in this cache: add or check "
+                         "out its data where it exists, or copy the objects from another "
+                         "clone's .datavc/cache") from None
+        if state is not None:
+            self._save_state_if_free(state)
+        return with_renames(out)
+
+    def _diff_side(self, rev: str) -> _At:
+        if rev == "HEAD" and self.git.is_unborn():
+            return _At(None)
+        return _At(self.resolve(rev))
+
+    def _tracked_at(self, at: _At) -> list[str]:
+        if at.workspace:
+            return self.tracked()
+        return self.tracked(at.sha) if at.sha is not None else []
+
+    def _diff_paths(self, targets: list[str | os.PathLike[str]] | None,
+                    old: _At, new: _At) -> list[str]:
+        known = sorted(set(self._tracked_at(old)) | set(self._tracked_at(new)))
+        if not targets:
+            return known
+        out: list[str] = []
+        for arg in targets:
+            rel = self.target(arg)
+            below = [t for t in known if t == rel or t.startswith(rel + "/")]
+            inside = [t for t in known if rel.startswith(t + "/")]
+            if not below and not inside:
+                raise DatavcError(f"'{rel}' is not tracked by datavc on either side of the diff",
+                                  hint="name a tracked target or a path inside one; "
+                                       "see `datavc ls`")
+            out.extend(below or [rel])
+        return sorted(set(out))
+
+    def _stored_at(self, rel: str, at: _At) -> tuple[Ref | None, int]:
+        """The stored node at work-tree path ``rel`` as of ``at``'s manifests (a target, or a
+        path inside one: only the listings on the way are read), with its target's nfiles."""
+        if at.sha is None and not at.workspace:
+            return None, 0
+        sha = None if at.workspace else at.sha
+        for target in self._tracked_at(at):
+            if rel == target or rel.startswith(target + "/"):
+                pointer = self.read_pointer(target, sha)
+                ref = Ref(pointer.kind, pointer.oid.digest, pointer.size)
+                parts = rel[len(target) + 1:].split("/") if rel != target else []
+                budget = Budget.for_pointer(pointer.nfiles)
+                try:
+                    return lookup(self.store, ref, parts, budget), pointer.nfiles
+                except ObjectMissingError as exc:
+                    raise ObjectMissingError(f"cannot diff '{rel}': {exc.message}",
+                                             hint="the listings of that revision are not in "
+                                                  "this cache") from None
+        return None, 0
+
+    def _workspace_at(self, rel: str, state: StatCache) -> tree.Node | None:
+        scan = self._scan_hashed(rel, state, locked=False)
+        if scan.root is not None:
+            tree.finish(scan.root, store=None, where=rel)
+        return scan.root
+
+    # ----------------------------------------------------------------- log
+
+    def log(self, target: str | os.PathLike[str], *, rev: str = "HEAD") -> list[LogEntry]:
+        """The commits reachable from ``rev``, newest first, where ``target``'s id changed,
+        with its size and file count at each. A manifest that fails validation at some
+        commit is reported in that entry's ``error``, never read further."""
+        rel = self.target(target)
+        if rev == "HEAD" and self.git.is_unborn():
+            return []
+        pointer_rel = manifest.pointer_path(rel)
+        parsed: dict[str, Pointer | str] = {}
+
+        def pointer(blob: str | None) -> Pointer | str | None:
+            if blob is None:
+                return None
+            if blob not in parsed:
+                try:
+                    parsed[blob] = manifest.loads(self.git.read_blob(blob),
+                                                  where=f"{pointer_rel} (git blob {blob})")
+                except DatavcError as exc:
+                    parsed[blob] = exc.message
+                    self.reporter.warn(f"{pointer_rel} in git blob {blob} is invalid and was "
+                                       f"not read: {exc.message}")
+            return parsed[blob]
+
+        out: list[LogEntry] = []
+        for info, here, parents in self.git.path_history(pointer_rel, rev):
+            now = pointer(here)
+            before = [pointer(p) for p in parents]
+            if isinstance(now, Pointer) and any(
+                    isinstance(p, Pointer) and p.oid == now.oid and p.kind == now.kind
+                    for p in before):
+                continue  # only the manifest's metadata changed, not the data
+            if now is None:
+                change = "deleted"
+            elif any(p is not None for p in before):
+                change = "modified"
+            else:
+                change = "added"
+            ok = now if isinstance(now, Pointer) else None
+            out.append(LogEntry(info.id, info.author, info.email, info.date, info.message,
+                                change, ok.oid if ok else None, ok.size if ok else None,
+                                ok.nfiles if ok else None,
+                                now if isinstance(now, str) else None))
+        if not out:
+            raise DatavcError(f"'{rel}' has no history as a datavc target (no commit reachable "
+                              f"from '{rev}' has {pointer_rel})",
+                              hint="name a tracked target: see `datavc ls` or "
+                                   "`git log --stat -- '*.datavc'`")
+        return out
+
+    # --------------------------------------------------------------- merge
+
+    def merge_pointers(self, base: str | os.PathLike[str], ours: str | os.PathLike[str],
+                       theirs: str | os.PathLike[str], path: str) -> merge.PointerMerge:
+        """Three-way merge of the pointer manifest ``path`` from the files ``base``, ``ours``
+        and ``theirs`` (git's merge driver: ``%O %A %B %P``; an empty or absent file is a
+        side without the manifest).
+
+        Clean: the new listings are stored (under the lock, taken only when some are not in
+        the cache yet), then the merged pointer is written into ``ours``, atomically.
+        Otherwise ``ours`` is left as it is, and the conflicts say why; an invalid side, a
+        missing listing or a corrupt one is a conflict too, naming it.
+        """
+        target = path.removesuffix(manifest.SUFFIX) or path
+        try:
+            sides = [merge.read_side(f, where=f"{path} ({side})")
+                     for f, side in ((base, "base"), (ours, "ours"), (theirs, "theirs"))]
+            result = merge.merge_pointers(self.store, *sides, target=target)
+        except DatavcError as exc:
+            return merge.PointerMerge(target, None, [merge.Conflict(target, exc.message)])
+        if result.pointer is None:
+            return result if result.conflicts else merge.PointerMerge(
+                target, None, [merge.Conflict(target, "the merge removes it")])
+        missing = result.listings.keys() - self.store.present_digests(set(result.listings))
+        if missing:
+            with self._locked("merge-driver"):
+                for digest in missing:
+                    self.store.add_bytes(result.listings[digest])
+                publish(self.store, jobs=1)
+        fsutil.atomic_write(os.path.abspath(ours), result.pointer.dumps())
+        return result
+
     # ------------------------------------------------------------------ ls
 
     def ls(self, target: str | os.PathLike[str] | None = None, *,
@@ -746,6 +987,46 @@ class Repo:
             out.append((path, e))
             if recursive and e.kind == listing.DIR:
                 self._walk_listing(e.oid, path, recursive, out, budget)
+
+    # ------------------------------------------------------------- remotes
+
+    def remotes(self) -> list[config_mod.RemoteInfo]:
+        """The configured remotes (both config files merged), credentials masked."""
+        return config_mod.remotes(self.dir)
+
+    def remote_add(self, name: str, url: str, *, default: bool = False, local: bool = False,
+                   force: bool = False) -> None:
+        """Add remote ``name`` at ``url`` (``s3://BUCKET/PREFIX``, ``file:///PATH`` or a
+        directory; a relative directory is taken from the current directory and stored
+        relative to the repository root)."""
+        if "://" not in url and not os.path.isabs(url):
+            url = os.path.relpath(os.path.abspath(url), self.root)
+        config_mod.check_url(url, where="remote URL")
+        self._edit_config(config_mod.remote_add, name, url, local=local, default=default,
+                          force=force)
+
+    def remote_modify(self, name: str, key: str, value: str | None, *,
+                      local: bool = False) -> None:
+        """Set one setting of a remote; ``value`` None unsets it."""
+        self._edit_config(config_mod.remote_modify, name, key, value, local=local)
+
+    def remote_remove(self, name: str, *, local: bool = False) -> None:
+        self._edit_config(config_mod.remote_remove, name, local=local)
+
+    def remote_default(self, name: str | None, *, local: bool = False) -> None:
+        """Make ``name`` the default remote; None unsets the default."""
+        self._edit_config(config_mod.remote_default, name, local=local)
+
+    def default_remote(self) -> str | None:
+        return (self.config.raw or {}).get("core", {}).get("remote")
+
+    def _edit_config(self, edit: Any, *args: Any, **kwargs: Any) -> None:
+        with self._locked("remote"):
+            try:
+                edit(self.dir, *args, **kwargs)
+            except OSError as exc:
+                raise from_oserror(exc, self.dir, "write the config in") from exc
+            self.config = config_mod.load(self.dir)
 
 
 LS_SCHEMA = (("path", "string"), ("kind", "string"), ("oid", "string"), ("size", "int64"),

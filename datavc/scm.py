@@ -6,13 +6,30 @@ then the git commit that names them).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import shlex
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from . import fsutil, manifest
-from .errors import DatavcError, InvalidInputError, UnsafePathError
+from .errors import DatavcError, InvalidInputError, UnsafePathError, from_oserror
 
 _SPECIAL = set("*?[]\\!#")
+MERGE_ATTRIBUTE = "*.datavc merge=datavc"
+_MAX_ATTRIBUTES = 100 << 20  # git ignores a bigger .gitattributes
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """What ``datavc log`` shows of one git commit."""
+
+    id: str
+    author: str
+    email: str
+    date: str  # ISO 8601 with the author's UTC offset
+    message: str
 
 
 def discover_worktree(start: str) -> str | None:
@@ -71,6 +88,62 @@ class Git:
         blob: Any = self.repo[entry.id]
         return bytes(blob.data)
 
+    def is_unborn(self) -> bool:
+        """True before the first commit (HEAD names a branch with no commit yet)."""
+        return bool(self.repo.head_is_unborn)
+
+    def is_revision(self, rev: str) -> bool:
+        try:
+            self.resolve(rev)
+        except DatavcError:
+            return False
+        return True
+
+    def read_blob(self, blob_id: str, *, max_bytes: int = manifest.MAX_BYTES) -> bytes:
+        """The bytes of one blob, refused (exit 6) when over ``max_bytes``."""
+        size = self.repo.odb.read_header(blob_id)[1]
+        if size > max_bytes:
+            raise InvalidInputError(f"git blob {blob_id} is {size} bytes, more than {max_bytes}",
+                                    hint="this is not a datavc manifest")
+        blob: Any = self.repo[blob_id]
+        return bytes(blob.data)
+
+    def path_history(self, path: str, start: str = "HEAD"
+                     ) -> Iterator[tuple[CommitInfo, str | None, list[str | None]]]:
+        """The commits reachable from ``start``, newest first, whose blob at ``path`` differs
+        from that of every parent (a root commit: where the blob exists), as
+        (commit, blob id or None, parents' blob ids). Like ``git log --full-history`` without
+        merges that kept one parent's version."""
+        pygit2 = self._pygit2
+        walker = self.repo.walk(self.resolve(start),
+                                pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME)
+        for commit in walker:
+            here = self._blob_at(commit, path)
+            parents = [self._blob_at(p, path) for p in commit.parents]
+            if (all(here != p for p in parents) if parents else here is not None):
+                yield self._info(commit), here, parents
+
+    def _blob_at(self, commit: Any, path: str) -> str | None:
+        try:
+            entry = commit.tree[path]
+        except (KeyError, ValueError):
+            return None
+        if entry.type_str != "blob" or entry.filemode == self._pygit2.GIT_FILEMODE_LINK:
+            return None
+        return str(entry.id)
+
+    @staticmethod
+    def _info(commit: Any) -> CommitInfo:
+        author = commit.author
+        try:
+            tz = timezone(timedelta(minutes=author.offset))
+            date = datetime.fromtimestamp(author.time, tz).isoformat()
+        except (ValueError, OverflowError, OSError):  # a forged date: show the raw number
+            date = str(author.time)
+        text = commit.raw_message.decode("utf-8", "replace")  # hostile history: never fail
+        return CommitInfo(str(commit.id), author.raw_name.decode("utf-8", "replace"),
+                          author.raw_email.decode("utf-8", "replace"), date, text.rstrip("\n"))
+
     def files(self, rev: str, *, suffix: str) -> list[str]:
         """Every regular file path whose name ends with ``suffix`` in revision ``rev``,
         ``/``-separated, without descending into ``.git``/``.datavc`` or symlinks."""
@@ -104,6 +177,21 @@ class Git:
             elif rel in index:
                 index.remove(rel)
         index.write()
+
+    def configure(self, values: dict[str, str]) -> bool:
+        """Set ``values`` in this clone's git config (``.git/config``) where git's config
+        does not already hold them; True when anything was written."""
+        config = self.repo.config
+        changed = False
+        for key, value in values.items():
+            try:
+                current = config[key]
+            except KeyError:
+                current = None
+            if current != value:
+                config[key] = value
+                changed = True
+        return changed
 
     def commit(self, message: str, paths: Iterable[str]) -> str | None:
         """Stage ``paths`` and commit the index; None when there is nothing to commit."""
@@ -162,3 +250,40 @@ def ensure_ignored(root: str, rel: str, *, tmp_dir: str | None = None) -> str | 
     fsutil.atomic_write(path, (text + line + "\n").encode("utf-8", "surrogateescape"),
                         tmp_dir=tmp_dir)
     return ignore_rel
+
+
+def merge_driver_config() -> dict[str, str]:
+    """The git config that defines the ``datavc`` merge driver (docs/format.md).
+
+    The command is this interpreter with ``-m datavc``, by absolute path: git runs drivers
+    through the shell with its own PATH, on which a virtualenv's ``datavc`` may not be.
+    """
+    exe = shlex.quote(sys.executable) + " -m datavc" if sys.executable else "datavc"
+    return {"merge.datavc.name": "datavc pointer manifests (three-way merge of the data)",
+            "merge.datavc.driver": f"{exe} merge-driver %O %A %B %P"}
+
+
+def ensure_merge_attribute(root: str) -> bool:
+    """Add ``*.datavc merge=datavc`` to the work tree's root ``.gitattributes`` unless it
+    already has that line; True when the file changed."""
+    path = os.path.join(root, ".gitattributes")
+    if os.path.islink(path):
+        raise UnsafePathError(f"'{path}' is a symlink; datavc will not write through it",
+                              hint=f"add the line `{MERGE_ATTRIBUTE}` to it yourself")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_MAX_ATTRIBUTES + 1)
+    except FileNotFoundError:
+        data = b""
+    except OSError as exc:
+        raise from_oserror(exc, path, "read") from exc
+    if len(data) > _MAX_ATTRIBUTES:  # git ignores such a file too
+        raise InvalidInputError(f"'{path}' is larger than {_MAX_ATTRIBUTES} bytes",
+                                hint=f"add the line `{MERGE_ATTRIBUTE}` to it yourself")
+    text = data.decode("utf-8", "surrogateescape")
+    if MERGE_ATTRIBUTE in (line.strip() for line in text.splitlines()):
+        return False
+    if text and not text.endswith("\n"):
+        text += "\n"
+    fsutil.atomic_write(path, (text + MERGE_ATTRIBUTE + "\n").encode("utf-8", "surrogateescape"))
+    return True

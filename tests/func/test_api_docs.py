@@ -18,6 +18,8 @@ from datavc.repo import (
     AddResult,
     CheckoutResult,
     CommitResult,
+    DiffStat,
+    LogEntry,
     LsEntry,
     Repo,
     TargetStatus,
@@ -63,8 +65,8 @@ def test_every_public_repo_method_is_in_api_md(name):
         f"Repo.{name} is not documented in docs/api.md")
 
 
-@pytest.mark.parametrize("cls", [AddResult, CommitResult, TargetStatus, Change,
-                                 CheckoutResult, LsEntry, Entry, Pointer],
+@pytest.mark.parametrize("cls", [AddResult, CommitResult, TargetStatus, Change, DiffStat,
+                                 LogEntry, CheckoutResult, LsEntry, Entry, Pointer],
                          ids=lambda c: c.__name__)
 def test_every_field_of_the_result_records_is_in_api_md(cls):
     text = API_MD.read_text(encoding="utf-8")

@@ -1,4 +1,5 @@
-"""`datavc init`: in git, twice, outside git, --no-scm, from a subdirectory."""
+"""`datavc init`: in git, twice, outside git, --no-scm, from a subdirectory. (The merge
+driver it sets up is tested in test_merge.py.)"""
 
 from __future__ import annotations
 
@@ -14,18 +15,22 @@ def test_init_in_git_creates_layout_and_stages_config(scm, run):
     ignored = (scm / ".datavc/.gitignore").read_text().splitlines()
     assert {"/cache/", "/tmp/", "/state/", "/config.local.toml"} <= set(ignored)
     staged = git(scm, "diff", "--cached", "--name-only").split()
-    assert staged == [".datavc/.gitignore", ".datavc/config.toml"]
+    assert staged == [".datavc/.gitignore", ".datavc/config.toml", ".gitattributes"]
     assert "format = 1" in (scm / ".datavc/config.toml").read_text()
 
 
-def test_init_twice_is_an_error_and_keeps_the_repo(scm, run):
+def test_init_twice_reinitializes_and_keeps_the_repo(scm, run):
     ok(run("init"))
     (scm / "f").write_text("x")
     ok(run("add", "f"))
+    (scm / ".datavc/config.toml").write_text("[core]\nformat = 1\n\n[cache]\njobs = 2\n")
     before = sorted(p.name for p in (scm / ".datavc").iterdir())
-    r = fails(run("init"), 1)
-    assert "already a datavc repository" in r.err
+    staged = git(scm, "diff", "--cached", "--name-only")
+    r = ok(run("init"))
+    assert "Reinitialized existing datavc repository" in r.out and "Staged" not in r.out
     assert sorted(p.name for p in (scm / ".datavc").iterdir()) == before
+    assert "jobs = 2" in (scm / ".datavc/config.toml").read_text()  # left as it was
+    assert git(scm, "diff", "--cached", "--name-only") == staged
     ok(run("status"))
 
 
@@ -60,7 +65,8 @@ def test_init_from_a_subdirectory_uses_the_work_tree_root(scm, run):
     assert (scm / ".datavc").is_dir()
     assert not (sub / ".datavc").exists()
     assert str(scm / ".datavc") in r.out
-    fails(run("init", cwd=sub), 1)
+    assert "Reinitialized" in ok(run("init", cwd=sub)).out
+    assert not (sub / ".datavc").exists()
 
 
 def test_commands_in_a_subdirectory_find_the_repo(root, run):

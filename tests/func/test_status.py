@@ -12,7 +12,8 @@ from tests.conftest import gen
 from tests.func.helpers import STATE, age, fails, object_path, oid_of, ok, wipe_cache
 
 STATUS_KEYS = {"path", "pointer", "state", "changes", "not_in_cache"}
-CHANGE_KEYS = {"path", "change", "kind", "old", "new", "old_size", "new_size"}
+CHANGE_KEYS = {"path", "change", "kind", "old", "new", "old_size", "new_size",
+               "old_path"}
 
 
 def status_json(run, *targets):
@@ -58,15 +59,15 @@ def test_status_modified_lists_each_change_with_ids_and_sizes(tracked, run):
         assert set(c) == CHANGE_KEYS
     assert changes["data/a.txt"] == {
         "path": "data/a.txt", "change": "modified", "kind": "file", "old": oid_of(b"alpha"),
-        "new": oid_of(b"ALPHA!"), "old_size": 5, "new_size": 6}
+        "new": oid_of(b"ALPHA!"), "old_size": 5, "new_size": 6, "old_path": None}
     assert changes["data/sub/b.txt"] == {
         "path": "data/sub/b.txt", "change": "deleted", "kind": "file",
         "old": oid_of(b"beta"), "new": None,
-        "old_size": 4, "new_size": None}
+        "old_size": 4, "new_size": None, "old_path": None}
     assert changes["data/sub/new.txt"] == {
         "path": "data/sub/new.txt", "change": "added", "kind": "file",
         "old": None, "new": oid_of(b"new"),
-        "old_size": None, "new_size": 3}
+        "old_size": None, "new_size": 3, "old_path": None}
     text = ok(run("status")).out
     assert "data: modified" in text
     assert "modified:  data/a.txt" in text and "deleted:   data/sub/b.txt" in text

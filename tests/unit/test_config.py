@@ -43,10 +43,34 @@ def test_single_link_type_string(ddir):
 
 def test_local_overrides_tracked(ddir):
     write(ddir, '[cache]\njobs = 2\ntype = ["copy"]\n[remote.r]\nurl = "a"\n')
-    write(ddir, '[cache]\njobs = 8\n[remote.r]\nkey = "secret"\n', "config.local.toml")
+    write(ddir, '[cache]\njobs = 8\n[remote.r]\nsecret_access_key = "s"\n',
+          "config.local.toml")
     cfg = load(str(ddir))
     assert cfg.jobs == 8 and cfg.link_types == ("copy",)
-    assert cfg.raw["remote"]["r"] == {"url": "a", "key": "secret"}
+    assert cfg.raw["remote"]["r"] == {"url": "a", "secret_access_key": "s"}
+
+
+@pytest.mark.parametrize("text", [
+    '[remote.r]\nurl = "s3://b/p"\nsecret_access_key = "x"\n',
+    '[remote.r]\nurl = "s3://b/p"\nsession_token = "x"\n',
+    '[remote.r]\nurl = "s3://key:pw@b/p"\n',
+    '[remote.r]\nurl = "s3://b/p"\nregion = 3\n',
+    '[remote.r]\nurl = "gopher://b/p"\n',
+    '[remote.r]\nprofile = "p"\n',  # no url
+    '[core]\nremote = "nope"\n[remote.r]\nurl = "/x"\n',
+    '[remote."bad name"]\nurl = "/x"\n',
+])
+def test_remote_tables_are_validated(ddir, text):
+    write(ddir, text)
+    with pytest.raises(ConfigError) as info:
+        load(str(ddir))
+    assert "pw" not in info.value.message
+
+
+def test_redact_hides_user_info_and_query():
+    assert config.redact("s3://AKIA:secret@bucket/p?sig=abc") == "s3://***@bucket/p?***"
+    assert config.redact("/plain/path") == "/plain/path"
+    assert config.redact("file:///abs") == "file:///abs"
 
 
 def _refused(ddir, text, cls=ConfigError, name="config.toml"):

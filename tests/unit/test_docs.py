@@ -130,13 +130,22 @@ def test_format_md_pointer_example_matches_the_writer():
 
 def _json_sections() -> dict[str, str]:
     text = (DOCS / "json.md").read_text(encoding="utf-8")
-    parts = re.split(r"^## (datavc [a-z-]+)\n", text, flags=re.M)
+    parts = re.split(r"^## (datavc [a-z -]+)\n", text, flags=re.M)
     return dict(zip(parts[1::2], parts[2::2], strict=True))
 
 
 def _json_shapes():
+    from datavc.config import RemoteInfo
     from datavc.hashing import hash_bytes as h
-    from datavc.repo import AddResult, CheckoutResult, CommitResult, LsEntry, TargetStatus
+    from datavc.repo import (
+        AddResult,
+        CheckoutResult,
+        CommitResult,
+        DiffStat,
+        LogEntry,
+        LsEntry,
+        TargetStatus,
+    )
     from datavc.treediff import Change
 
     add = AddResult("data", "data.datavc", h(b""), "dir", 0, 0, 0, True, [("data/p", "symlink")])
@@ -144,6 +153,10 @@ def _json_shapes():
     change = Change("data/a", "added", None, h(b""), None, 0)
     status = TargetStatus("data", "data.datavc", "modified", [change]).to_dict()
     entry = {"path": "data/a", **Entry("a", "file", h(b""), 0).to_dict()}
+    stat = DiffStat.of([change]).to_dict()
+    diff = {"a": None, "b": None, "workspace": True, "changes": [change.to_dict()], "stat": stat}
+    log = LogEntry("0" * 40, "A", "a@example.com", "2026-01-01T00:00:00+00:00", "v1", "added",
+                   h(b""), 0, 0).to_dict()
     # command: (type of the document, objects whose keys the section's tables must name,
     #           further objects that may appear in its example)
     return {
@@ -153,6 +166,10 @@ def _json_shapes():
         "datavc status": (list, [status, change.to_dict()], []),
         "datavc ls-manifest": (list, [entry], []),
         "datavc ls": (list, [LsEntry("data/a", "file", h(b""), 0, False).to_dict()], []),
+        "datavc diff": (dict, [diff, stat], [change.to_dict()]),  # change: see status
+        "datavc log": (list, [log], []),
+        "datavc remote list": (list, [RemoteInfo("s", "s3://b/p", True, {}, False).to_dict()],
+                               [{"endpoint_url": "", "profile": "", "secret_access_key": ""}]),
     }
 
 
@@ -168,7 +185,8 @@ def _objects(doc):
 
 
 @pytest.mark.parametrize("command", ["datavc add", "datavc commit", "datavc checkout",
-                                     "datavc status", "datavc ls", "datavc ls-manifest"])
+                                     "datavc status", "datavc ls", "datavc ls-manifest",
+                                     "datavc diff", "datavc log", "datavc remote list"])
 def test_json_md_documents_every_key(command):
     import json
 

@@ -151,3 +151,27 @@ def test_read_pointer_and_tracked_at_a_revision(repo: Repo, scm):
     with pytest.raises(InvalidInputError, match="at revision 'HEAD'"):
         repo.read_pointer("m.bin", "HEAD")
     assert repo.resolve("HEAD~2") == git(scm, "rev-parse", "HEAD~2").strip()
+
+
+def test_diff_and_log_as_library_calls(repo: Repo, scm):
+    """Repo.diff/log return typed records (no printing): the API mirrors the CLI."""
+    from datavc.repo import DiffStat, LogEntry
+    from datavc.treediff import Change
+
+    gen(scm, {"data": {"a": "1", "b": "22"}})
+    repo.add(["data"])
+    first = repo.commit(message="v1").git_commit
+    (scm / "data" / "a").write_text("111")
+    (scm / "data" / "b").rename(scm / "data" / "b2")
+    assert [(c.path, c.change) for c in repo.diff()] == [("data/a", "modified"),
+                                                          ("data/b2", "renamed")]
+    second = repo.commit(message="v2").git_commit
+    changes = repo.diff(first, second, "data")
+    assert all(isinstance(c, Change) for c in changes)
+    assert DiffStat.of(changes) == DiffStat(added=0, modified=1, deleted=0, renamed=1,
+                                            size_delta=2)
+    assert repo.diff(second, second) == []
+    entries = repo.log("data")
+    assert all(isinstance(e, LogEntry) for e in entries)
+    assert [(e.commit, e.change, e.nfiles) for e in entries] == [
+        (second, "modified", 2), (first, "added", 2)]
