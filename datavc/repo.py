@@ -5,16 +5,20 @@ no printing. Layers below it: hashing → objects → listing/manifest → tree/
 
 from __future__ import annotations
 
+import io
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from . import config as config_mod
-from . import fsutil, listing, manifest, merge, scm, transfer, tree
+from . import fsutil, listing, manifest, merge, reader, scm, transfer, tree
 from .errors import (
     DatavcError,
+    IntegrityError,
     InvalidInputError,
     NotARepoError,
     ObjectMissingError,
@@ -863,6 +867,117 @@ class Repo:
                                for path, node in tree.walk_files(root, rel)),
                               key=lambda e: e.path))
         return out
+
+    # ----------------------------------------------------------------- read
+
+    def open(self, path: str | os.PathLike[str], rev: str | None = None, *,
+             mode: str = "rb") -> io.BufferedReader:
+        """One tracked file as a read-only binary file, as of git revision ``rev`` (its
+        manifests read from git objects, nothing checked out) or, without ``rev``, as the
+        work-tree manifests record it. The bytes come from the cache, verified against
+        their id (docs/api.md); a missing object goes through :meth:`_fetch_object`.
+
+        ``path`` is relative to the repository root (or absolute inside it), whatever the
+        current directory: a file target, or a file inside a directory target. Only the
+        listings on its path are read.
+        """
+        reader.check_mode(mode)
+        parts = reader.data_path(self.root, path)
+        sha = self.resolve(rev) if rev is not None else None
+        try:
+            found = self._find_file(parts, sha, rev)
+            try:
+                return reader.open_object(self.store.path(found.oid), found)
+            except ObjectMissingError:
+                self._fetch_object(found.oid)
+            return reader.open_object(self.store.path(found.oid), found)
+        except ObjectMissingError as exc:
+            at = f" at revision '{rev}'" if rev is not None else ""
+            raise ObjectMissingError(f"cannot read '{'/'.join(parts)}'{at}: {exc.message}",
+                                     hint=exc.hint) from None
+
+    def read_bytes(self, path: str | os.PathLike[str], rev: str | None = None) -> bytes:
+        """The whole verified content of one tracked file (see :meth:`open`)."""
+        with self.open(path, rev) as f:
+            return f.read()
+
+    def _find_file(self, parts: tuple[str, ...], sha: str | None,
+                   rev: str | None) -> reader.Found:
+        """The target that is a prefix of ``parts`` (the outermost, as discovery finds
+        targets), then the file below it."""
+        for n in range(1, len(parts) + 1):
+            pointer = self._pointer_at(parts, n, sha, rev)
+            if pointer is not None:
+                mode = 0o755 if pointer.kind == listing.DIR else 0o644
+                top = listing.Entry(parts[n - 1], pointer.kind, pointer.oid, pointer.size,
+                                    mode, pointer.nfiles)
+                return reader.lookup(self._listings, top, "/".join(parts[:n]), parts[n:],
+                                     path="/".join(parts), rev=rev)
+        at = f" at revision '{rev}'" if rev is not None else ""
+        raise DatavcError(f"'{'/'.join(parts)}' is not tracked by datavc{at}: no pointer "
+                          "manifest names it or a directory above it",
+                          hint=f"`datavc ls{'' if rev is None else ' --rev ' + rev}` lists "
+                               "the tracked files")
+
+    def _pointer_at(self, parts: tuple[str, ...], n: int, sha: str | None,
+                    rev: str | None) -> Pointer | None:
+        """The pointer of target ``parts[:n]`` at ``sha`` or in the work tree, or None."""
+        target = "/".join(parts[:n])
+        pointer_rel = manifest.pointer_path(target)
+        if sha is not None:
+            data = self.git.read_file(sha, pointer_rel, max_bytes=manifest.MAX_BYTES)
+            if data is None:
+                return None
+            return manifest.loads(data, where=f"{pointer_rel} at revision '{rev}'")
+        if n > 1 and os.path.islink(os.path.join(self.root, *parts[:n - 1])):
+            raise UnsafePathError(f"'{'/'.join(parts)}' goes through the symlink "
+                                  f"'{os.path.join(self.root, *parts[:n - 1])}'",
+                                  hint="name the real path inside the work tree")
+        try:
+            st = os.lstat(os.path.join(self.root, pointer_rel))
+        except OSError:
+            return None
+        return self.read_pointer(target) if stat.S_ISREG(st.st_mode) else None
+
+    @cached_property
+    def _listings(self) -> reader.Listings:
+        return reader.Listings(self._listing_bytes)
+
+    def _listing_bytes(self, oid: Oid) -> bytes:
+        try:
+            return self.store.read_bytes(oid)
+        except ObjectMissingError:
+            self._fetch_object(oid)
+        return self.store.read_bytes(oid)
+
+    def _fetch_object(self, oid: Oid) -> None:
+        """Bring object ``oid``, missing from the cache, into it from the default remote
+        (verified before it enters the cache, under the lock): the one place where reading
+        falls back to a remote. ObjectMissingError (exit 1) when no remote is configured or
+        the remote lacks it; IntegrityError (exit 3) when it arrives corrupt twice."""
+        if self.default_remote() is None:
+            raise ObjectMissingError(
+                f"object {oid} is not in the cache ({self.store.path(oid)}) and no default "
+                "remote is configured",
+                hint="`datavc remote add NAME URL --default`, or re-add the data where it "
+                     "still exists")
+        name, rem = self._open_remote(None, None)
+        try:
+            with self._locked("fetch"):
+                try:
+                    done = transfer.fetch(self.store, rem,
+                                          [transfer.Root(listing.FILE, oid, 1)],
+                                          jobs=1, reporter=self.reporter)
+                finally:
+                    publish(self.store, jobs=1)
+        finally:
+            rem.close()
+        if done.corrupt:
+            raise IntegrityError(f"object {oid} arrived corrupt from remote '{name}' twice; "
+                                 "it was not stored")
+        if done.missing:
+            raise ObjectMissingError(f"object {oid} is neither in the cache nor on remote "
+                                     f"'{name}'", hint="push it from a clone that has it")
 
     # ----------------------------------------------------------- plumbing
 

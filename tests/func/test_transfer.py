@@ -195,3 +195,17 @@ def test_help_has_examples(run, cmd):
     assert "Example" in ok(run(cmd, "--help")).out
 
 
+
+
+def test_the_python_api_reads_from_the_remote_what_is_not_cached(root, run, remote):
+    import datavc
+
+    committed(root, run)
+    v1 = git(root, "rev-parse", "HEAD").strip()
+    ok(run("push"))
+    wipe_cache(root)
+    assert datavc.read_bytes("data/sub/deep/c", rev=v1, repo=str(root)) == b"gamma\n"
+    with datavc.open("data/big", repo=str(root)) as f:
+        assert f.read() == b"x" * 300_000
+    # what was read is now cached, verified
+    assert len(cache_objects(root)) >= 5
