@@ -175,16 +175,24 @@ def checkout(targets: tuple[str, ...], rev: str | None, force: bool, as_json: bo
 
 @cli.command()
 @click.argument("targets", nargs=-1, type=click.Path())
+@click.option("--remote", "remote_name", is_flag=False, flag_value="", default=None,
+              metavar="[NAME]",
+              help="Also ask this remote (default: the default remote) which objects of the "
+                   "manifests it lacks.")
 @json_option
-def status(targets: tuple[str, ...], as_json: bool) -> None:
+def status(targets: tuple[str, ...], remote_name: str | None, as_json: bool) -> None:
     """Show what changed in the workspace against the manifests.
+
+    With --remote, also what the remote lacks of what the manifests name: it is asked now,
+    nothing is assumed from earlier pushes.
 
     \b
     Example:
       datavc status
       datavc status data --json
+      datavc status --remote          # what `datavc push` would still send
     """
-    results = _repo().status(list(targets) or None)
+    results = _repo().status(list(targets) or None, remote=remote_name)
     if as_json:
         _emit_json([r.to_dict() for r in results])
         return
@@ -193,6 +201,10 @@ def status(targets: tuple[str, ...], as_json: bool) -> None:
     elif all(r.state == "clean" and not r.not_in_cache for r in results):
         click.echo("Data and manifests are up to date.")
     for r in results:
+        if r.remote is not None:
+            click.echo(f"{r.path}: " + (f"{r.not_on_remote} object(s) not on remote "
+                                        f"{r.remote} (`datavc push`)" if r.not_on_remote
+                                        else f"everything is on remote {r.remote}"))
         if r.not_in_cache:
             click.echo(f"{r.path}: {r.not_in_cache} object(s) not in the cache "
                        f"(`datavc commit {r.path}` stores them)")

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from urllib.parse import unquote, urlsplit
 
-from . import fsutil
+from . import crash, fsutil
 from .errors import ConfigError, IntegrityError, ObjectMissingError, from_oserror
 from .hashing import Oid
 from .objects import copy_and_hash
@@ -126,6 +126,7 @@ class LocalRemote:
         tmp = os.path.join(self.tmp_dir, f"{oid.hex}-{fsutil.tmp_name()}")
         try:
             self._write_tmp(oid, src, path, size, tmp)
+            crash.point("remote-tmp-written")
             try:
                 os.rename(tmp, dest)
             except FileNotFoundError:  # the first object under this prefix

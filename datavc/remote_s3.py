@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 import xxhash
 
+from . import crash
 from .errors import (
     ConfigError,
     DatavcError,
@@ -52,6 +53,7 @@ MAX_ATTEMPTS = 5
 JOBS = 8
 _BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}")
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_DAMAGED_CODES = frozenset({"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"})
 _PART_CHECKSUMS = ("ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME", "ChecksumSHA1",
                    "ChecksumSHA256")
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+")
@@ -148,7 +150,8 @@ class S3Remote:
 
         config = Config(
             connect_timeout=self.timeouts[0], read_timeout=self.timeouts[1],
-            retries={"mode": "standard", "max_attempts": self.max_attempts},
+            # total_max_attempts: botocore's max_attempts counts retries, one attempt fewer
+            retries={"mode": "standard", "total_max_attempts": self.max_attempts},
             max_pool_connections=max(10, 2 * self.jobs),
             s3={"addressing_style": "path" if self.path_style else "auto"})
         s = self._secrets
@@ -273,7 +276,8 @@ class S3Remote:
     def get(self, oid: Oid, sink: Sink) -> None:
         """Streams the body; a connection broken mid-body resumes with a Range request
         from the last byte written (the key names immutable content), ``max_attempts``
-        times in all."""
+        times in all. A body that fails the store's own checksum (botocore checks it when
+        the store sends one) raises IntegrityError: the caller may try once more."""
         done, broken = 0, 0
         while True:
             extra = {"Range": f"bytes={done}-"} if done else {}
@@ -290,6 +294,14 @@ class S3Remote:
                 body.close()
             if error is None:
                 return
+            if isinstance(error, _checksum_error()):
+                # the whole body arrived and failed the store's checksum: damaged bytes, not
+                # a broken connection (resuming would ask for a range past the end)
+                raise IntegrityError(
+                    f"object {oid} arrived from {self.describe()} with other content (the "
+                    f"store's checksum did not match); it was not stored",
+                    hint="run the command again; if it keeps failing, push the object again "
+                         "from a clone that has it")
             broken += 1
             if broken >= self.max_attempts:
                 raise RemoteError(f"cannot download object {oid} from {self.describe()}: "
@@ -330,6 +342,7 @@ class S3Remote:
                                   Body=data, **ids)
                 parts.append({"PartNumber": number, "ETag": resp["ETag"],
                               **{k: resp[k] for k in _PART_CHECKSUMS if k in resp}})
+                crash.point("remote-part-uploaded")
             self._verify(oid, path, hasher.digest(), total, size)
             self._call("complete_multipart_upload", "complete upload of", oid,
                        MultipartUpload={"Parts": parts}, **ids)
@@ -385,6 +398,13 @@ def _stream_errors() -> tuple[type[BaseException], ...]:
     return (BotoCoreError, HTTPError, http.client.HTTPException, ConnectionError, TimeoutError)
 
 
+def _checksum_error() -> type[BaseException] | tuple[()]:
+    """botocore's error for a response body that fails its checksum (when it has one)."""
+    from botocore import exceptions as bx
+
+    return getattr(bx, "FlexibleChecksumError", ())
+
+
 def _drain(body: Any, sink: Sink, done: int) -> tuple[int, BaseException | None]:
     """Copy ``body`` into ``sink``; return (bytes written in all, the read error or None)."""
     errors = _stream_errors()
@@ -402,6 +422,8 @@ def _drain(body: Any, sink: Sink, done: int) -> tuple[int, BaseException | None]
 def _client_hint(code: str, status: object) -> str:
     if code == "NoSuchBucket":
         return "create the bucket, or fix the remote's url"
+    if code in _DAMAGED_CODES:
+        return "the upload was damaged on the way and the store refused it; run the command again"
     if status == 403 or code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
                                  "ExpiredToken", "InvalidToken"):
         return "check the remote's credentials and their permissions on the bucket"

@@ -10,7 +10,7 @@ import os
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -70,11 +70,14 @@ class TargetStatus:
     state: str
     changes: list[Change] = field(default_factory=list)
     not_in_cache: int | None = None  # objects (files, listings) of a clean target not cached
+    remote: str | None = None  # with status --remote: the remote asked
+    not_on_remote: int | None = None  # objects the manifest names that the remote lacks
 
     def to_dict(self) -> dict[str, object]:
         return {"path": self.path, "pointer": self.pointer, "state": self.state,
                 "changes": [c.to_dict() for c in self.changes],
-                "not_in_cache": self.not_in_cache}
+                "not_in_cache": self.not_in_cache, "remote": self.remote,
+                "not_on_remote": self.not_on_remote}
 
 
 @dataclass(frozen=True)
@@ -562,8 +565,7 @@ class Repo:
 
     def _plan_checkout(self, rel: str, state: StatCache, force: bool,
                        rev: str | None = None) -> Plan:
-        pointer = self.read_pointer(rel, rev)
-        want = self._load_tree(rel, pointer)
+        want = self._wanted(rel, rev)
         scan = self._scan_hashed(rel, state, locked=True)
         digests = set(tree.file_digests(want))
         if scan.root is not None:
@@ -576,6 +578,43 @@ class Repo:
             refuse_conflicts(plan)
         plan.verify = set(plan.conflicts)
         return plan
+
+    def _wanted(self, rel: str, sha: str | None, action: str = "check out") -> tree.Node:
+        """The stored tree at work-tree path ``rel``: a tracked target's, or the subtree of
+        a path inside one (reading only the listings on the way down to it)."""
+        ref, target, pointer = self._subtree(rel, sha)
+        if rel == target:
+            return self._load_tree(rel, pointer, action)
+        if ref is None:
+            raise DatavcError(f"'{rel}' is not in the data of '{target}'"
+                              + (f" at revision '{sha[:12]}'" if sha else ""),
+                              hint=f"see `datavc ls {target}`")
+        if ref.kind == listing.FILE:
+            return tree.FileNode(ref.digest, ref.size, ref.executable)
+        try:
+            return tree.load(self.store, ref.digest, kind=ref.kind, size=ref.size,
+                             nfiles=ref.nfiles)
+        except ObjectMissingError as exc:
+            raise ObjectMissingError(f"cannot {action} '{rel}': {exc.message}",
+                                     hint=f"fetch it first: `datavc fetch {rel}`") from None
+
+    def _subtree(self, rel: str, sha: str | None) -> tuple[Ref | None, str, Pointer]:
+        """The stored node at ``rel`` (None when the target has nothing there), the target
+        holding it and its pointer; reads only the listings on the path. A path no target
+        holds raises the error of reading its own pointer."""
+        found = self._holder(rel, sha)
+        if found is None:
+            return None, rel, self.read_pointer(rel, sha)  # raises: not tracked
+        pointer, below = found
+        target = rel[: len(rel) - len("/".join(below)) - 1] if below else rel
+        top = Ref(pointer.kind, pointer.oid.digest, pointer.size, False, pointer.nfiles)
+        try:
+            ref = lookup(self.store, top, below, Budget.for_pointer(pointer.nfiles))
+        except ObjectMissingError as exc:
+            raise ObjectMissingError(f"cannot find '{rel}' in '{target}': {exc.message}",
+                                     hint=f"fetch the data first: `datavc fetch {rel}`"
+                                     ) from None
+        return ref, target, pointer
 
     def _load_tree(self, rel: str, pointer: Pointer, action: str = "check out") -> tree.Node:
         try:
@@ -611,13 +650,33 @@ class Repo:
 
     # -------------------------------------------------------------- status
 
-    def status(self, targets: list[str] | None = None) -> list[TargetStatus]:
-        """What differs between the workspace and the manifests, per tracked target."""
+    def status(self, targets: list[str] | None = None, *,
+               remote: str | None = None) -> list[TargetStatus]:
+        """What differs between the workspace and the manifests, per tracked target. With
+        ``remote`` (a name, or "" for the default remote), also how many objects the
+        manifests name that the remote lacks, as the remote answers now."""
         rels = self._targets(targets)
         state = self._state()
         out = [self._status_one(rel, state) for rel in rels]
         self._save_state_if_free(state)
+        if remote is not None:
+            out = self._remote_status(out, remote or None)
         return out
+
+    def _remote_status(self, found: list[TargetStatus],
+                       remote: str | None) -> list[TargetStatus]:
+        name, rem = self._open_remote(remote, None)
+        try:
+            out = []
+            for st in found:
+                pointer = self.read_pointer(st.path)
+                ids = transfer.object_ids(self.store, transfer.Root(
+                    pointer.kind, pointer.oid, pointer.nfiles))
+                lacking = len(rem.missing(ids))
+                out.append(replace(st, remote=name, not_on_remote=lacking))
+            return out
+        finally:
+            rem.close()
 
     def _status_one(self, rel: str, state: StatCache) -> TargetStatus:
         pointer = self.read_pointer(rel)
@@ -1137,17 +1196,30 @@ class Repo:
                                        commits=all_commits)
         else:
             shas = [None]
-        roots: dict[tuple[str, bytes], transfer.Root] = {}
+        roots: dict[tuple[str, bytes, tuple[str, ...]], transfer.Root] = {}
         for sha in dict.fromkeys(shas):
             rels = ([self.target(t) for t in targets] if targets
                     else self.tracked(sha))
             for rel in rels:
-                if sha is not None and targets and rel not in self.tracked(sha):
+                found = self._holder(rel, sha)
+                if found is None:
+                    if sha is None:
+                        self.read_pointer(rel)  # raises: not tracked
                     continue  # not tracked at that commit
-                pointer = self.read_pointer(rel, sha)
-                roots[(pointer.kind, pointer.oid.digest)] = transfer.Root(
-                    pointer.kind, pointer.oid, pointer.nfiles)
+                pointer, below = found
+                roots[(pointer.kind, pointer.oid.digest, below)] = transfer.Root(
+                    pointer.kind, pointer.oid, pointer.nfiles, below)
         return list(roots.values())
+
+    def _holder(self, rel: str, sha: str | None) -> tuple[Pointer, tuple[str, ...]] | None:
+        """The pointer of the target that is ``rel`` or holds it, and the rest of the path
+        below that target; None when no target holds ``rel``."""
+        parts = tuple(rel.split("/"))
+        for n in range(1, len(parts) + 1):
+            pointer = self._pointer_at(parts, n, sha, sha)
+            if pointer is not None:
+                return pointer, parts[n:]
+        return None
 
 
 LS_SCHEMA = (("path", "string"), ("kind", "string"), ("oid", "string"), ("size", "int64"),

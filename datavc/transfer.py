@@ -20,7 +20,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from . import listing
+from . import crash, listing
 from .errors import (
     IntegrityError,
     InvalidInputError,
@@ -38,11 +38,36 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Root:
-    """One tree to transfer: a pointer's (or a sub-path's) kind, id and file count."""
+    """One tree to transfer: a pointer's kind, id and file count; with ``path``, only the
+    subtree at that relative path below it (plus the listings on the way down)."""
 
     kind: str
     oid: Oid
     nfiles: int
+    path: tuple[str, ...] = ()
+
+
+def _descend(root: Root, read: Callable[[Oid], bytes | None],
+             on_way: Callable[[Oid], object]) -> Root | None:
+    """The Root of the subtree at ``root.path``, reading the listings on the way with
+    ``read`` (None: unavailable) and passing each to ``on_way``; None when nothing is
+    there (or a listing on the way is unavailable)."""
+    node = Root(root.kind, root.oid, root.nfiles)
+    budget = Budget.for_pointer(root.nfiles)
+    for name in root.path:
+        if node.kind != listing.DIR:
+            return None
+        budget.spend(node.oid)
+        on_way(node.oid)
+        data = read(node.oid)
+        if data is None:
+            return None
+        entry = next((e for e in listing.decode(data, where=str(node.oid)) if e.name == name),
+                     None)
+        if entry is None:
+            return None
+        node = Root(entry.kind, entry.oid, entry.nfiles)
+    return node
 
 
 @dataclass
@@ -114,7 +139,10 @@ def push(store: ObjectStore, remote: Remote, roots: list[Root], *, jobs: int,
     out = Transfer()
     tree = _Tree()
     for root in roots:
-        _walk_local(store, root, tree)
+        # a sub-path pushes its subtree only: the listings above it name more than it
+        sub = _descend(root, lambda oid: _cached(store, oid), lambda oid: None)
+        if sub is not None:
+            _walk_local(store, sub, tree)
     wanted = tree.files | set(tree.listings)
     absent = remote.missing(wanted) if wanted else set()
     out.present = len(wanted) - len(absent)
@@ -126,7 +154,9 @@ def push(store: ObjectStore, remote: Remote, roots: list[Root], *, jobs: int,
                    sum(sizes.values()))
 
     def put(oid: Oid) -> None:
+        crash.point("remote-put-before")
         remote.put(oid, store.path(oid), sizes[oid])
+        crash.point("remote-put-after")
         out.moved(sizes[oid])
         reporter.advance(1, sizes[oid])
 
@@ -145,6 +175,21 @@ def push(store: ObjectStore, remote: Remote, roots: list[Root], *, jobs: int,
     finally:
         reporter.end()
     return out
+
+
+def _cached(store: ObjectStore, oid: Oid) -> bytes | None:
+    try:
+        return store.read_bytes(oid)
+    except ObjectMissingError:
+        return None
+
+
+def object_ids(store: ObjectStore, root: Root) -> set[Oid]:
+    """Every id ``root`` names, as far as the cache can tell: its listings (read from the
+    cache) and the objects they name; below a listing missing from the cache, nothing."""
+    tree = _Tree()
+    _walk_local(store, root, tree)
+    return tree.files | set(tree.listings)
 
 
 def _size(store: ObjectStore, oid: Oid) -> int:
@@ -194,7 +239,11 @@ def fetch(store: ObjectStore, remote: Remote, roots: list[Root], *, jobs: int,
     caller publishes). Listings are fetched level by level to learn what they name."""
     out = Transfer()
     files: set[Oid] = set()
-    for root in roots:
+    for top in roots:
+        root = _descend(top, lambda oid: _listing_bytes(store, remote, oid, out),
+                        lambda oid: None)
+        if root is None:
+            continue
         if root.kind == listing.FILE:
             files.add(root.oid)
         else:

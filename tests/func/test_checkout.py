@@ -260,3 +260,22 @@ def test_symlinked_file_is_replaced_not_written_through(data, run, outside):
     assert snapshot(outside) == before
     assert not os.path.islink(data / "data/a.txt")
     assert (data / "data/a.txt").read_text() == "alpha"
+
+
+def test_checkout_of_a_path_inside_a_target(root, run):
+    gen(root, {"data": {"a": "1", "sub": {"b": "2", "c": "3"}}})
+    ok(run("add", "data"))
+    for p in (root / "data").rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    (root / "data/sub/b").unlink()
+    (root / "data/sub/c").write_text("local edit")
+    (root / "data/a").unlink()
+    r = fails(run("checkout", "data/sub"), 1)  # the uncached edit is protected
+    assert "data/sub/c" in r.err
+    ok(run("checkout", "data/sub", "--force"))
+    assert (root / "data/sub/b").read_text() == "2" and (root / "data/sub/c").read_text() == "3"
+    assert not (root / "data/a").exists()  # outside the path: untouched
+    ok(run("checkout", "data/a"))
+    assert (root / "data/a").read_text() == "1"
+    r = fails(run("checkout", "data/missing"), 1)
+    assert "not in the data of 'data'" in r.err

@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import gen
 from tests.func.helpers import STATE, age, fails, object_path, oid_of, ok, wipe_cache
 
-STATUS_KEYS = {"path", "pointer", "state", "changes", "not_in_cache"}
+STATUS_KEYS = {"path", "pointer", "state", "changes", "not_in_cache", "remote", "not_on_remote"}
 CHANGE_KEYS = {"path", "change", "kind", "old", "new", "old_size", "new_size",
                "old_path"}
 

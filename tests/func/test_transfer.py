@@ -209,3 +209,38 @@ def test_the_python_api_reads_from_the_remote_what_is_not_cached(root, run, remo
         assert f.read() == b"x" * 300_000
     # what was read is now cached, verified
     assert len(cache_objects(root)) >= 5
+
+
+def test_status_remote_asks_the_remote_what_it_lacks(root, run, remote):
+    committed(root, run)
+    [st] = json.loads(ok(run("status", "--remote", "--json")).out)
+    total = len(cache_objects(root))
+    assert st["remote"] == "storage" and st["not_on_remote"] == total
+    assert "not on remote storage" in ok(run("status", "--remote")).out
+    ok(run("push"))
+    [st] = json.loads(ok(run("status", "--remote", "storage", "--json")).out)
+    assert st["not_on_remote"] == 0
+    assert "everything is on remote storage" in ok(run("status", "--remote")).out
+    [st] = json.loads(ok(run("status", "--json")).out)
+    assert st["remote"] is None and st["not_on_remote"] is None
+
+
+def test_pull_of_a_sub_path_fetches_only_that_subtree(root, run, remote, tmp_path):
+    committed(root, run)
+    ok(run("push"))
+    clone = clone_of(root, tmp_path, run)
+    doc = json.loads(ok(run("pull", "data/sub", "--json", cwd=clone)).out)
+    # the top listing on the way, the listings of sub and sub/deep, and b and c
+    assert doc["transferred"] == 5 and len(cache_objects(clone)) == 5
+    assert read_tree(clone / "data") == {"sub": read_tree(root / "data/sub")}
+    ok(run("pull", "data/big", cwd=clone))
+    assert (clone / "data/big").read_bytes() == (root / "data/big").read_bytes()
+    fails(run("pull", "data/nope", cwd=clone), 1)
+
+
+def test_push_of_a_sub_path_pushes_its_subtree_but_no_listing_above_it(root, run, remote):
+    committed(root, run)
+    doc = json.loads(ok(run("push", "data/sub/deep", "--json")).out)
+    assert doc["transferred"] == 2  # the listing of deep and c
+    top = json.loads((root / "data.datavc").read_text())["oid"].split(":")[1]
+    assert top not in remote_ids(remote)
