@@ -22,6 +22,17 @@ directories are rewritten and it gets `add data` + git commit (tag v2); none of 
   log        `log data` (datavc only: DVC has no equivalent)
 Each command runs --repeats times cold and as often warm, the tools alternating; the report
 gives medians. Results go to <date>-history.md (or <date>-history-partial.md).
+
+Remote group (`--only remote`, or some of its scenarios): push and pull, side by side, each
+tool to its own remote. Untimed setup per dataset: a repo with the data added, a directory
+remote and/or an S3 remote (a moto server on 127.0.0.1 that the harness starts and stops)
+configured and committed. Timed: `push` into an emptied remote (cold), then `pull` into a
+fresh `git clone` of the repo (cold, empty cache), the pulled tree verified byte-exact.
+  small-local  the 100,000 small files, directory remote
+  mixed-local  ~1 GiB of mixed sizes (1 KiB..64 MiB, 5,000 files), directory remote
+  mixed-s3     the mixed files, S3 (moto)
+  small-s3     the small files, S3 (moto): slow (minutes per command), one run; --skip-slow
+Results go to <date>-remote.md (or <date>-remote-partial.md).
 See benchmarks/README.md.
 """
 
@@ -29,6 +40,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
+import http.client
 import io
 import json
 import os
@@ -37,6 +50,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -54,13 +68,15 @@ RESULTS = HERE / "results"
 SCENARIOS = ("add", "status", "readd", "checkout", "big")
 SMALL_SCENARIOS = ("add", "status", "readd", "checkout")
 HISTORY = ("diff", "diff-json", "log")
-GROUPS = {"core": SCENARIOS, "history": HISTORY}
+REMOTE = ("small-local", "mixed-local", "mixed-s3", "small-s3")
+SLOW = ("small-s3",)
+GROUPS = {"core": SCENARIOS, "history": HISTORY, "remote": REMOTE}
 MODIFIED = 10  # files rewritten between the two history commits
-REPEATS = 5
+REPEATS = {"core": 1, "history": 5, "remote": 3}
 TOOLS = ("datavc", "dvc")
 SEED = 20240601
-FULL = {"files": 100_000, "size": "2G"}
-QUICK = {"files": 2_000, "size": "64M"}
+FULL = {"files": 100_000, "size": "2G", "mixed_files": 5_000}
+QUICK = {"files": 2_000, "size": "64M", "mixed_files": 300}
 POLL_S = 0.01
 DROP_CACHES = Path("/proc/sys/vm/drop_caches")
 
@@ -307,6 +323,8 @@ class Bench:
     drops: int = 0
     drop_failed: bool = False
     slept: int = 0
+    remote: RemoteRun | None = None
+    ceiling: dict[str, float] | None = None  # raw boto3 PUT/GET rate of the moto server
 
     def settle(self, after_delete: bool = False) -> None:
         """sync + drop the page cache so the next command starts cold."""
@@ -582,25 +600,436 @@ def _repeat(bench: Bench, live: list[Tool], repos: dict[str, Path], scenario: st
             max_proc_kib=max(r.max_proc_kib for r in good))
 
 
+# --------------------------------------------------------------------------- remote
+
+# Scenario -> (dataset, remote kind). The data sets: "small" is SRC/data, "mixed" SRC/mixed.
+REMOTE_STAGES = {
+    "small-local": ("small", "local"),
+    "mixed-local": ("mixed", "local"),
+    "mixed-s3": ("mixed", "s3"),
+    "small-s3": ("small", "s3"),
+}
+PAYLOAD = {"small": "data", "mixed": "mixed"}
+REMOTE_NAME = {"local": "local", "s3": "s3remote"}
+BUCKET = {"datavc": "datavc-bench", "dvc": "dvc-bench"}
+AWS_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+AWS_UNSET = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+             "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+             "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_WEB_IDENTITY_TOKEN_FILE",
+             "AWS_ROLE_ARN", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "HTTP_PROXY",
+             "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+CEILING_OBJECTS = {"full": 3000, "quick": 300}
+MOTO_START_S = 30.0
+# One request line of werkzeug's log (moto colours some of them).
+MOTO_LINE = re.compile(r'"(?:\x1b\[[\d;]*m)*([A-Z]+) (\S+) HTTP/[\d.]+')
+
+
+def isolated_aws_env(workdir: Path) -> dict[str, str]:
+    """No route anywhere but 127.0.0.1: no proxies, instance metadata or shared AWS files."""
+    return {"AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": str(workdir / "no-aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(workdir / "no-aws-credentials"),
+            "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+
+
+def _http(port: int, method: str, path: str, timeout: float = 60) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path)
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
+class Moto:
+    """moto's standalone S3 server on 127.0.0.1 (started here, stopped by its pid), with its
+    request log in a file, so each timed command's requests can be counted."""
+
+    def __init__(self, python: str, log: Path, env: dict[str, str]) -> None:
+        self.python, self.log, self.env = python, log, env
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        for _ in range(3):  # a free port can be taken before moto binds it
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                self.port = s.getsockname()[1]
+            with open(self.log, "ab") as out:
+                self.proc = subprocess.Popen(
+                    [self.python, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=self.env)
+            deadline = time.monotonic() + MOTO_START_S
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    _http(self.port, "GET", "/", timeout=1)
+                    return
+                except OSError:
+                    time.sleep(0.05)
+            self.stop()
+        raise RuntimeError(f"moto server did not start; see {self.log}")
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def reset(self, buckets: list[str]) -> None:
+        """Forget every bucket and object (frees moto's memory), then create `buckets`."""
+        if _http(self.port, "POST", "/moto-api/reset") != 200:
+            raise RuntimeError("moto reset failed")
+        for bucket in buckets:  # moto accepts unsigned requests
+            if _http(self.port, "PUT", f"/{bucket}") != 200:
+                raise RuntimeError(f"cannot create bucket {bucket} on moto")
+
+    def rss_mib(self) -> float:
+        kib = _rss_kib(self.proc.pid) if self.proc else None
+        return (kib or 0) / 1024
+
+    def mark(self) -> int:
+        return self.log.stat().st_size
+
+    def requests(self, since: int) -> dict[str, int]:
+        """Requests logged since offset `since`, by kind (PUT of a part, LIST, ...)."""
+        time.sleep(0.2)  # werkzeug logs a request right after answering it
+        with open(self.log, "rb") as fh:
+            fh.seek(since)
+            text = fh.read().decode(errors="replace")
+        counts: dict[str, int] = {}
+        for method, path in MOTO_LINE.findall(text):
+            kind = method
+            if method == "GET" and ("list-type=" in path or path.rstrip("/").count("/") < 2):
+                kind = "LIST"
+            elif method == "PUT" and "partNumber=" in path:
+                kind = "PUT part"
+            elif method == "POST" and "upload" in path.lower():  # ?uploads, ?uploadId=
+                kind = "POST mpu"
+            counts[kind] = counts.get(kind, 0) + 1
+        return counts
+
+
+@dataclass
+class Transfer:
+    """What one timed push/pull moved: objects as the tool counts them, requests to moto."""
+    objects: int = 0
+    requests: dict[str, int] = field(default_factory=dict)
+
+
+def tree_digest(root: Path) -> tuple[int, int, str]:
+    """Files, bytes and a SHA-256 over (path, SHA-256 of content) of every file, sorted."""
+    entries = sorted(os.path.relpath(os.path.join(d, n), root)
+                     for d, _, names in os.walk(root) for n in names)
+    outer, size = hashlib.sha256(), 0
+    for rel in entries:
+        with open(root / rel, "rb") as fh:
+            inner = hashlib.file_digest(fh, "sha256")
+            size += fh.tell()
+        outer.update(rel.encode("utf-8", "surrogateescape") + b"\0" + inner.digest())
+    return len(entries), size, outer.hexdigest()
+
+
+def remote_cmds(tool: str, kind: str, where: str, moto: Moto | None) -> list[list[str]]:
+    """Configure remote REMOTE_NAME[kind] in a repo (tracked config: the clone inherits it)."""
+    name = REMOTE_NAME[kind]
+    if kind == "local":
+        return [["remote", "add", name, where, "--default"] if tool == "datavc"
+                else ["remote", "add", "-d", name, where]]
+    assert moto is not None
+    key = "endpoint_url" if tool == "datavc" else "endpointurl"
+    return [["remote", "add", name, where], ["remote", "modify", name, key, moto.url]]
+
+
+def local_creds(tool: str) -> list[list[str]]:
+    """datavc's S3 credentials, in the git-ignored config.local.toml of each repo and clone;
+    DVC takes them from AWS_* variables."""
+    if tool != "datavc":
+        return []
+    return [["remote", "modify", REMOTE_NAME["s3"], "--local", k, v]
+            for k, v in (("access_key_id", "testing"), ("secret_access_key", "testing"))]
+
+
+def push_pull_cmd(tool: str, op: str, kind: str) -> list[str]:
+    cmd = [op, "-r", REMOTE_NAME[kind]]
+    return [*cmd, "--json"] if tool == "datavc" else cmd
+
+
+def check_transfer(tool: str, op: str, out: str, nfiles: int) -> tuple[int, str]:
+    """(objects moved, "" or why the run does not count) from the command's stdout."""
+    if tool == "datavc":
+        try:
+            doc = json.loads(out)
+        except ValueError as exc:
+            return 0, f"stdout is not JSON: {exc}"
+        bad = {k: doc[k] for k in ("missing", "corrupt") if doc.get(k)}
+        if bad or doc.get("present"):
+            return 0, f"not a full transfer: present {doc.get('present')}, {bad}"
+        moved = int(doc["transferred"])
+    else:
+        verb = "pushed" if op == "push" else "fetched"
+        match = re.search(rf"(\d+) files? {verb}", out)
+        if not match:
+            return 0, f"no '{verb}' count in DVC's output: {out.strip()[-300:]!r}"
+        moved = int(match.group(1))
+    if moved < nfiles:
+        return moved, f"moved {moved} objects, fewer than the {nfiles} files"
+    return moved, ""
+
+
+@dataclass
+class RemoteRun:
+    """State of the remote group: the origin repos per (tool, dataset), the source trees'
+    digests, the moto server, and what every timed run moved."""
+    bench: Bench
+    src: Path
+    moto: Moto | None = None
+    origins: dict[tuple[str, str], Path] = field(default_factory=dict)
+    digests: dict[str, tuple[int, int, str]] = field(default_factory=dict)
+    moved: dict[str, dict[str, Transfer]] = field(default_factory=dict)  # row -> tool ->
+    clones: int = 0
+
+    def remote_dir(self, tool: str, dataset: str) -> Path:
+        return self.bench.workdir / "remotes" / f"{tool}-{dataset}"
+
+    def where(self, tool: str, dataset: str, kind: str) -> str:
+        if kind == "local":
+            return str(self.remote_dir(tool, dataset))
+        return f"s3://{BUCKET[tool]}/{dataset}"
+
+
+def run_remote(bench: Bench, wanted: list[str], src: Path) -> None:
+    rr = RemoteRun(bench, src)
+    aws = isolated_aws_env(bench.workdir)
+    for tool in bench.tools:
+        for key in AWS_UNSET:
+            tool.env.pop(key, None)
+        tool.env.update(aws | (AWS_KEYS if tool.name == "dvc" else {}))
+    datasets = list(dict.fromkeys(REMOTE_STAGES[s][0] for s in wanted))
+    for dataset in datasets:
+        rr.digests[dataset] = tree_digest(src / PAYLOAD[dataset])
+    try:
+        if any(REMOTE_STAGES[s][1] == "s3" for s in wanted):
+            try:
+                start_moto(rr, aws)
+            except (RuntimeError, OSError) as exc:
+                s3 = [s for s in wanted if REMOTE_STAGES[s][1] == "s3"]
+                for tool in bench.tools:
+                    bench.fail([f"{s} {op}" for s in s3 for op in ("push", "pull")], tool,
+                               f"no S3 server: {exc}")
+                wanted = [s for s in wanted if s not in s3]
+        for dataset in datasets:
+            kinds = [REMOTE_STAGES[s][1] for s in wanted if REMOTE_STAGES[s][0] == dataset]
+            for tool in bench.tools:
+                setup_origin(rr, tool, dataset, kinds)
+        bench.notes.append(f"Load average after the untimed setup (adds): {load()}")
+        for stage in wanted:
+            run_stage(rr, stage)
+    finally:
+        if rr.moto is not None:
+            rr.moto.stop()
+    bench.remote = rr
+
+
+def start_moto(rr: RemoteRun, aws: dict[str, str]) -> None:
+    bench = rr.bench
+    python = str(bench.args.moto_python)
+    env = {k: v for k, v in os.environ.items() if k not in AWS_UNSET} | aws | AWS_KEYS
+    rr.moto = Moto(python, bench.workdir / "logs" / "moto.log", env)
+    rr.moto.start()
+    version = sh([python, "-c", "import moto; print(moto.__version__)"], env=env)
+    bench.notes.append(f"S3: moto {version} standalone server (`python -m moto.server -H "
+                       f"127.0.0.1`, pid {rr.moto.proc.pid if rr.moto.proc else '?'}) on the "
+                       "same 2 cores; each tool has its own bucket, `s3://BUCKET/<dataset>`")
+    if bench.args.no_ceiling:
+        return
+    n = CEILING_OBJECTS["quick" if bench.args.quick else "full"]
+    rr.moto.reset([])
+    since = rr.moto.mark()
+    out = sh([python, str(HERE / "s3ceiling.py"), "--endpoint", rr.moto.url, "--bucket",
+              "ceiling", "--objects", str(n), "--size", "4096", "--jobs", "16"], env=env)
+    got = json.loads(out)
+    reqs = rr.moto.requests(since)
+    bench.ceiling = got
+    bench.notes.append(
+        f"Raw boto3 ceiling of this moto server, measured in this run (`benchmarks/s3ceiling.py`:"
+        f" {n:,} objects of 4 KiB, 16 threads, one client): {got['put_per_s']:.0f} PUT/s, "
+        f"{got['get_per_s']:.0f} GET/s (moto logged {sum(reqs.values()):,} requests); load "
+        f"average then {load()}")
+    rr.moto.reset([])
+
+
+def setup_origin(rr: RemoteRun, tool: Tool, dataset: str, kinds: list[str]) -> None:
+    """Untimed: a repo with the dataset added, its remotes configured, all committed."""
+    bench = rr.bench
+    try:
+        repo = new_repo(bench, tool, dataset, rr.src / PAYLOAD[dataset])
+        sh([str(tool.exe), "add", PAYLOAD[dataset]], cwd=repo, env=tool.env)
+        for kind in dict.fromkeys(kinds):
+            for cmd in remote_cmds(tool.name, kind, rr.where(tool.name, dataset, kind), rr.moto):
+                sh([str(tool.exe), *cmd], cwd=repo, env=tool.env)
+            if kind == "s3":
+                for cmd in local_creds(tool.name):
+                    sh([str(tool.exe), *cmd], cwd=repo, env=tool.env)
+        sh(["git", "add", "-A"], cwd=repo)
+        sh(["git", "commit", "-q", "-m", f"{dataset} data, remotes"], cwd=repo)
+        if sh(["git", "status", "--porcelain"], cwd=repo):
+            raise RuntimeError(f"{repo} is not clean after the commit")
+    except RuntimeError as exc:
+        stages = [s for s, (d, _) in REMOTE_STAGES.items() if d == dataset]
+        bench.fail([f"{s} {op}" for s in stages for op in ("push", "pull")], tool,
+                   f"setup failed: {exc}")
+        return
+    rr.origins[(tool.name, dataset)] = repo
+
+
+def wipe_remotes(rr: RemoteRun, dataset: str, kind: str, tools: list[Tool]) -> None:
+    if kind == "s3":
+        assert rr.moto is not None
+        rr.moto.reset([BUCKET[t.name] for t in tools])
+    else:
+        for tool in tools:
+            shutil.rmtree(rr.remote_dir(tool.name, dataset), ignore_errors=True)
+    rr.bench.settle(after_delete=True)
+
+
+def timed(rr: RemoteRun, row: str, tool: Tool, repo: Path, op: str, kind: str,
+          nfiles: int) -> Result:
+    """One cold push or pull; counts moto's requests; checks what the tool says it moved."""
+    bench = rr.bench
+    since = rr.moto.mark() if kind == "s3" and rr.moto else 0
+    bench.settle()
+    res = bench.run(row, tool, repo, push_pull_cmd(tool.name, op, kind), cold=False)
+    moved = Transfer()
+    if kind == "s3" and rr.moto:
+        moved.requests = rr.moto.requests(since)
+    if res.ok:
+        out = bench.log_path(row, tool).with_suffix(".out").read_text(errors="replace")
+        moved.objects, res.error = check_transfer(tool.name, op, out, nfiles)
+    rr.moved.setdefault(row, {})[tool.name] = moved
+    return res
+
+
+def fresh_clone(rr: RemoteRun, tool: Tool, dataset: str, kind: str) -> Path:
+    """Untimed: `git clone` of the origin repo (data and cache not included) plus, for
+    datavc on S3, the credentials in the clone's own config.local.toml."""
+    rr.clones += 1
+    clone = rr.bench.workdir / "clones" / f"{tool.name}-{dataset}-{kind}-{rr.clones}"
+    clone.parent.mkdir(exist_ok=True)
+    sh(["git", "clone", "-q", str(rr.origins[(tool.name, dataset)]), str(clone)])
+    if kind == "s3":
+        for cmd in local_creds(tool.name):
+            sh([str(tool.exe), *cmd], cwd=clone, env=tool.env)
+    return clone
+
+
+def run_stage(rr: RemoteRun, stage: str) -> None:
+    bench = rr.bench
+    dataset, kind = REMOTE_STAGES[stage]
+    live = [t for t in bench.tools if (t.name, dataset) in rr.origins]
+    repeats = 1 if stage in SLOW else bench.args.repeats
+    expected = rr.digests[dataset]
+    print(f"{stage}: {repeats} run(s) per tool, load {load()}", flush=True)
+    bench.notes.append(f"{stage}: load average before it {load()}")
+    runs: dict[str, dict[str, list[Result]]] = {}
+    failed: dict[str, dict[str, Result]] = {}
+    for op in ("push", "pull"):
+        row = f"{stage} {op}"
+        runs[op] = {t.name: [] for t in live}
+        failed[op] = {}
+        for _ in range(repeats):
+            if op == "push":
+                wipe_remotes(rr, dataset, kind, live)
+            for tool in (t for t in live if t.name not in failed[op]):
+                if op == "pull" and tool.name in failed["push"]:
+                    failed[op][tool.name] = Result(rc=-1, error="not run: the push failed")
+                    continue
+                res = one_run(rr, row, tool, op, dataset, kind, expected)
+                (runs[op][tool.name].append(res) if res.ok
+                 else failed[op].__setitem__(tool.name, res))
+        for tool in live:
+            if tool.name in failed[op]:
+                bench.rows.setdefault(row, {})[tool.name] = failed[op][tool.name]
+                continue
+            good = runs[op][tool.name]
+            bench.times.setdefault(row, {})[tool.name] = [r.seconds for r in good]
+            bench.rows.setdefault(row, {})[tool.name] = Result(
+                seconds=statistics.median(r.seconds for r in good),
+                peak_tree_kib=max(r.peak_tree_kib for r in good),
+                max_proc_kib=max(r.max_proc_kib for r in good))
+    if rr.moto and kind == "s3":
+        bench.notes.append(f"{stage}: moto server RSS at the end {rr.moto.rss_mib():,.0f} MiB")
+        rr.moto.reset([])
+    if not bench.args.keep:
+        for tool in live:
+            shutil.rmtree(rr.remote_dir(tool.name, dataset), ignore_errors=True)
+
+
+def one_run(rr: RemoteRun, row: str, tool: Tool, op: str, dataset: str, kind: str,
+            expected: tuple[int, int, str]) -> Result:
+    if op == "push":
+        return timed(rr, row, tool, rr.origins[(tool.name, dataset)], op, kind, expected[0])
+    try:
+        clone = fresh_clone(rr, tool, dataset, kind)
+    except RuntimeError as exc:
+        return Result(rc=-1, error=f"clone failed: {exc}")
+    res = timed(rr, row, tool, clone, op, kind, expected[0])
+    if res.ok:
+        got = tree_digest(clone / PAYLOAD[dataset])
+        if got != expected:
+            res.error = (f"pulled tree differs: {got[0]} files / {got[1]} B / sha256 "
+                         f"{got[2][:16]}, expected {expected[0]} / {expected[1]} / "
+                         f"{expected[2][:16]}")
+    if not rr.bench.args.keep:
+        shutil.rmtree(clone)  # the next pull's settle() syncs and drops after this delete
+    return res
+
+
 # --------------------------------------------------------------------------- data
 
 
 def gen_command(args: argparse.Namespace, src: Path, dataset: str) -> list[str]:
-    return [sys.executable, str(HERE / "generate.py"), "--out", str(src), "--seed",
-            str(args.seed), "--dataset", dataset, "--files", str(args.files), "--dirs", "100",
-            "--min-size", "1024", "--max-size", "8192", "--size", args.size]
+    cmd = [sys.executable, str(HERE / "generate.py"), "--out", str(src), "--seed",
+           str(args.seed), "--dataset", dataset]
+    if dataset == "mixed":
+        return [*cmd, "--mixed-files", str(args.mixed_files), "--mixed-dirs", "50"]
+    return [*cmd, "--files", str(args.files), "--dirs", "100", "--min-size", "1024",
+            "--max-size", "8192", "--size", args.size]
 
 
 def generate(bench: Bench, wanted: list[str]) -> Path:
     src = bench.workdir / "src"
-    need_small = any(s in wanted for s in (*SMALL_SCENARIOS, *HISTORY))
+    remote = [REMOTE_STAGES[s][0] for s in wanted if s in REMOTE_STAGES]
+    need_small = any(s in wanted for s in (*SMALL_SCENARIOS, *HISTORY)) or "small" in remote
     need_big = "big" in wanted
-    dataset = "all" if need_small and need_big else ("small" if need_small else "big")
-    cmd = gen_command(bench.args, src, dataset)
-    t0 = time.perf_counter()
-    print(sh(cmd), flush=True)
-    shown = " ".join(["python", "benchmarks/generate.py", *cmd[2:]]).replace(str(src), "SRC")
-    bench.notes.append(f"Generator: `{shown}` ({time.perf_counter() - t0:.1f} s)")
+    need_mixed = "mixed" in remote
+    datasets = ["all"] if need_small and need_big else (
+        ["small"] if need_small else ["big"] if need_big else [])
+    for dataset in [*datasets, *(["mixed"] if need_mixed else [])]:
+        cmd = gen_command(bench.args, src, dataset)
+        t0 = time.perf_counter()
+        print(sh(cmd), flush=True)
+        shown = " ".join(["python", "benchmarks/generate.py", *cmd[2:]]).replace(str(src),
+                                                                                 "SRC")
+        bench.notes.append(f"Generator: `{shown}` ({time.perf_counter() - t0:.1f} s)")
+    if need_mixed:
+        files, size = count_tree(src / "mixed")
+        sizes = sorted(os.lstat(os.path.join(d, n)).st_size
+                       for d, _, names in os.walk(src / "mixed") for n in names)
+        bench.notes.append(f"mixed: {files:,} files in 50 dirs, {size / 2**30:.3f} GiB; sizes "
+                           f"{sizes[0]:,} B to {sizes[-1] / 2**20:.0f} MiB, median "
+                           f"{sizes[len(sizes) // 2] / 1024:.0f} KiB; over 16 MiB (multipart "
+                           f"uploads for datavc): {sum(x > 16 << 20 for x in sizes)}")
     if need_small:
         files, size = count_tree(src / "data")
         bench.notes.append(f"small: {files:,} files in 100 dirs, sizes uniform in "
@@ -631,6 +1060,19 @@ HISTORY_LABELS = {
     "log": "c. `log data` (cold)",
     "log (warm)": "c. `log data` (warm)",
 }
+
+
+REMOTE_LABELS = {
+    "small-local push": "a. push {files} small files to a directory remote (cold)",
+    "small-local pull": "a. pull them into a fresh clone, from the directory (cold)",
+    "mixed-local push": "b. push {mixed} mixed files, {mixed_size}, to a directory remote (cold)",
+    "mixed-local pull": "b. pull them into a fresh clone, from the directory (cold)",
+    "mixed-s3 push": "c. push the {mixed} mixed files to S3 (moto) (cold)",
+    "mixed-s3 pull": "c. pull them into a fresh clone, from S3 (cold)",
+    "small-s3 push": "d. push the {files} small files to S3 (moto) (cold)",
+    "small-s3 pull": "d. pull them into a fresh clone, from S3 (cold)",
+}
+REQUEST_KINDS = ("PUT", "PUT part", "POST mpu", "HEAD", "GET", "LIST", "DELETE")
 
 
 def _secs(res: Result | None) -> str:
@@ -674,6 +1116,54 @@ def history_table(bench: Bench) -> list[str]:
     return lines
 
 
+def remote_table(bench: Bench) -> list[str]:
+    rr = bench.remote
+    lines = ["| scenario | datavc s | DVC s | ratio (DVC/datavc) | datavc peak RSS MB "
+             "| DVC peak RSS MB | datavc max proc MB | DVC max proc MB | datavc min–max s "
+             "| DVC min–max s | runs |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    mixed = rr.digests.get("mixed", (0, 0, "")) if rr else (0, 0, "")
+    for row, label in REMOTE_LABELS.items():
+        if row not in bench.rows:
+            continue
+        a, b = bench.rows[row].get("datavc"), bench.rows[row].get("dvc")
+        runs = 1 if row.split()[0] in SLOW else bench.args.repeats
+        text = label.format(files=f"{bench.args.files:,}", mixed=f"{mixed[0]:,}",
+                            mixed_size=f"{mixed[1] / 2**30:.2f} GiB")
+        lines.append(f"| {text} | {_secs(a)} | {_secs(b)} | {_ratio(a, b)} "
+                     f"| {_mb(a, 'peak_tree_kib')} | {_mb(b, 'peak_tree_kib')} "
+                     f"| {_mb(a, 'max_proc_kib')} | {_mb(b, 'max_proc_kib')} "
+                     f"| {_spread(bench, row, 'datavc')} | {_spread(bench, row, 'dvc')} "
+                     f"| {runs} |")
+    return lines
+
+
+def transfer_table(bench: Bench) -> list[str]:
+    """Objects moved and, for S3, the requests moto logged, per tool and row."""
+    rr = bench.remote
+    if rr is None or not rr.moved:
+        return []
+    lines = ["| row | tool | objects moved | objects/s | S3 requests | requests per file "
+             "| requests/s |", "|---|---|--:|--:|---|--:|--:|"]
+    for row in REMOTE_LABELS:
+        stage = row.split()[0]
+        nfiles = rr.digests[REMOTE_STAGES[stage][0]][0] if stage in REMOTE_STAGES else 0
+        for tool, moved in rr.moved.get(row, {}).items():
+            res = bench.rows.get(row, {}).get(tool)
+            if res is None or not res.ok or not nfiles:
+                continue
+            total = sum(moved.requests.values())
+            kinds = ", ".join(f"{k} {moved.requests[k]:,}" for k in
+                              sorted(moved.requests, key=lambda k: (
+                                  REQUEST_KINDS.index(k) if k in REQUEST_KINDS else 99, k)))
+            s3 = REMOTE_STAGES[stage][1] == "s3"
+            lines.append(f"| {row} | {tool} | {moved.objects:,} "
+                         f"| {moved.objects / res.seconds:,.0f} | {kinds if s3 else '–'} "
+                         f"| {f'{total / nfiles:.3f}' if s3 else '–'} "
+                         f"| {f'{total / res.seconds:,.0f}' if s3 else '–'} |")
+    return lines
+
+
 def table(bench: Bench) -> list[str]:
     lines = ["| scenario | datavc s | DVC s | ratio (DVC/datavc) | datavc peak RSS MB "
              "| DVC peak RSS MB | datavc max proc MB | DVC max proc MB |",
@@ -699,6 +1189,12 @@ def failures(bench: Bench) -> list[str]:
 
 
 def cache_note(bench: Bench) -> str:
+    if bench.args.group == "remote" and not bench.drop_failed:
+        return (f"cold: `sync` + `echo 3 > /proc/sys/vm/drop_caches` before every timed push "
+                f"and pull ({bench.drops} drops), which also evicts each tool's own Python "
+                "code. Every push goes to an emptied remote (directory deleted; moto reset and "
+                "the bucket recreated), every pull into a fresh `git clone` with an empty "
+                "cache. moto keeps objects in its own memory, which no drop evicts.")
     if bench.args.group == "history" and not bench.drop_failed:
         return (f"cold: `sync` + `echo 3 > /proc/sys/vm/drop_caches` before every cold run "
                 f"({bench.drops} drops), which also evicts each tool's own Python code. Warm: "
@@ -732,6 +1228,21 @@ def report(bench: Bench, started: dt.datetime, took: float) -> str:
               "Max proc MB = largest single-process RSS (`ru_maxrss` from wait4). "
               "MB = 2^20 bytes. Ratio > 1 means datavc is faster.")
     rows = table(bench)
+    if bench.args.group == "remote":
+        rows = [*remote_table(bench), "", *transfer_table(bench)]
+        legend += (f" Each push and pull ran {bench.args.repeats}× per tool (small-s3: once), "
+                   "datavc and DVC alternating; s = the median run, min–max = the fastest "
+                   "and slowest, ratio = DVC median / datavc median, peak RSS and max proc = "
+                   "the highest over the runs (the moto server is not part of either tool's "
+                   "process tree). A run counts only if it exits 0, reports a full transfer "
+                   "(datavc --json: nothing present, missing or corrupt; DVC: `N files pushed` "
+                   "/ `fetched` with N ≥ the files) and, for pull, the clone's tree has the "
+                   "same files and SHA-256 of every file's content as the generated data. "
+                   "Objects moved = what the tool says it moved (datavc counts directory "
+                   "listings too, one per directory plus the top; DVC one `.dir` object); "
+                   "objects/s and requests/s use the median time; S3 requests = the lines "
+                   "moto's request log gained during the last run (LIST = ListObjectsV2, "
+                   "PUT part / POST mpu = multipart upload parts and create/complete).")
     if bench.args.group == "history":
         rows = history_table(bench)
         legend += (f" Each command ran {bench.args.repeats}× per cache state, datavc and DVC "
@@ -747,8 +1258,8 @@ def report(bench: Bench, started: dt.datetime, took: float) -> str:
 
 def write_report(bench: Bench, text: str, started: dt.datetime) -> Path:
     args = bench.args
-    partial = (args.quick or args.skip_dvc or args.skip_datavc
-               or set(args.scenarios) != set(GROUPS[args.group]))
+    full = set(GROUPS[args.group]) - (set(SLOW) if args.skip_slow else set())
+    partial = (args.quick or args.skip_dvc or args.skip_datavc or set(args.scenarios) != full)
     path = bench.args.results or RESULTS / (
         f"{started:%Y-%m-%d}-{args.group}{'-partial' if partial else ''}.md")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -765,7 +1276,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smoke run: 2,000 files, 64 MiB file")
     p.add_argument("--only", default=",".join(SCENARIOS), help="comma list of: " + ", ".join(
-        SCENARIOS) + "; or of: " + ", ".join(HISTORY) + "; or a group: core, history")
+        SCENARIOS) + "; or of: " + ", ".join(HISTORY) + "; or of: " + ", ".join(REMOTE)
+        + "; or a group: core, history, remote")
     p.add_argument("--workdir", type=Path, help="scratch dir (must be empty or missing)")
     p.add_argument("--keep", action="store_true", help="keep the work dir afterwards")
     p.add_argument("--skip-dvc", action="store_true", help="time datavc alone")
@@ -778,23 +1290,41 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--files", type=int, help="override the number of small files")
     p.add_argument("--size", help="override the big file size, e.g. 512M")
     p.add_argument("--no-warm", action="store_true", help="skip warm repeats")
-    p.add_argument("--repeats", type=int, default=REPEATS,
-                   help=f"history: runs per command and cache state (default {REPEATS})")
+    p.add_argument("--repeats", type=int,
+                   help="history: runs per command and cache state (default "
+                        f"{REPEATS['history']}); remote: runs per push and pull (default "
+                        f"{REPEATS['remote']}; the slow small-s3 runs once)")
+    p.add_argument("--mixed-files", type=int,
+                   help="remote: files in the mixed-size data set (default 5,000)")
+    p.add_argument("--skip-slow", action="store_true",
+                   help="remote: leave out small-s3 (100,000 files to S3, minutes per command)")
+    p.add_argument("--moto-python", type=Path, default=REPO_ROOT / ".venv" / "bin" / "python",
+                   help="remote: the Python that runs moto's server and boto3 (default: "
+                        "datavc's .venv)")
+    p.add_argument("--no-ceiling", action="store_true",
+                   help="remote: skip measuring the raw boto3 PUT/GET rate of the server")
     p.add_argument("--timeout", type=float, default=3600, help="per command, seconds")
     p.add_argument("--results", type=Path, help="report path (default results/<date>-core.md)")
     args = p.parse_args(argv)
     preset = QUICK if args.quick else FULL
     args.files = args.files or preset["files"]
     args.size = args.size or preset["size"]
+    args.mixed_files = args.mixed_files or preset["mixed_files"]
     names = [s.strip() for s in args.only.split(",") if s.strip()]
     args.scenarios = list(dict.fromkeys(x for n in names for x in GROUPS.get(n, (n,))))
-    if bad := set(args.scenarios) - set(SCENARIOS) - set(HISTORY):
+    if args.skip_slow:
+        args.scenarios = [s for s in args.scenarios if s not in SLOW]
+    if bad := set(args.scenarios) - set(SCENARIOS) - set(HISTORY) - set(REMOTE):
         p.error(f"unknown scenario(s) {sorted(bad)}; choose from {', '.join(SCENARIOS)}, "
-                f"{', '.join(HISTORY)} or a group: core, history")
+                f"{', '.join(HISTORY)}, {', '.join(REMOTE)} or a group: core, history, remote")
     groups = {g for g, members in GROUPS.items() if set(args.scenarios) & set(members)}
     if len(groups) != 1:
-        p.error("run the core and the history scenarios separately (one report each)")
+        p.error("run the core, history and remote scenarios separately (one report each)")
     args.group = groups.pop()
+    if args.group == "remote":  # in the order of REMOTE: the slow one last
+        args.scenarios = [s for s in REMOTE if s in args.scenarios]
+    if args.repeats is None:
+        args.repeats = REPEATS[args.group]
     if args.repeats < 1:
         p.error("--repeats must be at least 1")
     args.tools = [t for t, skip in (("datavc", args.skip_datavc), ("dvc", args.skip_dvc))
@@ -830,6 +1360,8 @@ def main(argv: list[str] | None = None) -> int:
             run_big(bench, src)
         if args.group == "history":
             run_history(bench, args.scenarios, src)
+        if args.group == "remote":
+            run_remote(bench, args.scenarios, src)
         bench.notes.append(f"Load average at end: {load()}")
         text = report(bench, started, (dt.datetime.now(dt.UTC) - started).total_seconds())
         print("\n" + text)
