@@ -24,6 +24,7 @@ POINTS = (
     "workspace-replaced",  # a checkout target was replaced
     "state-tmp-written",  # the stat cache temp file is written, not yet renamed
     "state-written",  # the stat cache was saved
+    "gc-marked",  # gc computed what to delete, nothing deleted yet
     "remote-put-before",  # push is about to upload one object: nothing of it sent yet
     "remote-put-after",  # push uploaded one object: it is on the remote under its key
     "remote-tmp-written",  # a directory remote's temp file is written, not yet renamed

@@ -21,7 +21,7 @@ ORDER = [
     "errors", "crash", "report",  # leaves: exceptions, crash points, the reporter interface
     "hashing", "paths", "fsutil", "lock",
     "objects", "listing", "manifest",
-    "state", "parallel", "tree", "treediff", "merge", "reader",
+    "state", "parallel", "tree", "treediff", "merge", "reader", "gc", "fsck",
     "links", "workspace",
     "scm", "config",
     "remote_base", "remote_local", "remote_s3", "remote",  # remotes: protocol, backends
