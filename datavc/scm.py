@@ -88,6 +88,15 @@ class Git:
         blob: Any = self.repo[entry.id]
         return bytes(blob.data)
 
+    def hooks_dir(self) -> str:
+        """Where git runs hooks from: ``core.hooksPath`` (relative to the work tree) when
+        set, else ``<git dir>/hooks``."""
+        try:
+            custom = self.repo.config["core.hooksPath"]
+        except KeyError:
+            return os.path.join(self.repo.path, "hooks")
+        return os.path.join(self.root, os.path.expanduser(str(custom)))
+
     def is_unborn(self) -> bool:
         """True before the first commit (HEAD names a branch with no commit yet)."""
         return bool(self.repo.head_is_unborn)
