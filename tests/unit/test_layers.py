@@ -23,7 +23,7 @@ ORDER = [
     "objects", "listing", "manifest",
     "state", "parallel", "tree", "treediff", "merge", "reader", "gc", "fsck",
     "links", "workspace",
-    "scm", "hooks", "config",
+    "scm", "hooks", "audit", "config",
     "remote_base", "remote_local", "remote_s3", "remote",  # remotes: protocol, backends
     "transfer",  # push and fetch over a remote
     "repo",  # the facade
