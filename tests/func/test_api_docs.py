@@ -5,6 +5,7 @@ examples/python_api/example.py runs."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import re
 import subprocess
 import sys
@@ -54,9 +55,10 @@ def test_examples_python_api_runs(tmp_path: Path):
 
 
 def _public_methods() -> list[str]:
-    return sorted(name for name, value in vars(Repo).items()
+    names = {name for cls in Repo.__mro__ if cls is not object for name in vars(cls)}
+    return sorted(name for name in names
                   if not name.startswith("_") and callable(getattr(Repo, name))
-                  and not isinstance(value, property))
+                  and not isinstance(inspect.getattr_static(Repo, name), property))
 
 
 @pytest.mark.parametrize("name", _public_methods())

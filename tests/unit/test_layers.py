@@ -26,7 +26,10 @@ ORDER = [
     "scm", "hooks", "audit", "config",
     "remote_base", "remote_local", "remote_s3", "remote",  # remotes: protocol, backends
     "transfer",  # push and fetch over a remote
-    "repo",  # the facade
+    "results",  # the result records of the commands
+    "repo_core", "worktree",  # the facade's base; add, commit, checkout, status
+    "history", "sync",  # reading across revisions; remotes, push, fetch, pull
+    "repo",  # the facade: Repo assembled from the parts above, and their re-exports
     "datavc",  # the package itself (datavc/__init__.py): re-exports Repo lazily
     "progress", "cli", "__main__",  # the click shell
 ]
@@ -98,7 +101,8 @@ def test_every_module_has_a_place_in_the_order():
 def test_the_parser_sees_known_imports():
     assert imports("objects")[0] == {"crash", "fsutil", "errors", "hashing"}
     assert "click" in imports("cli")[1] and "datavc" in imports("cli")[0]
-    assert {"config", "fsutil", "scm"} <= imports("repo")[0]
+    assert {"config", "fsutil", "scm"} <= imports("repo_core")[0]
+    assert {"history", "results", "sync"} <= imports("repo")[0]
 
 
 def test_the_parser_sees_hidden_and_absolute_imports():

@@ -175,3 +175,10 @@ def test_diff_and_log_as_library_calls(repo: Repo, scm):
     assert all(isinstance(e, LogEntry) for e in entries)
     assert [(e.commit, e.change, e.nfiles) for e in entries] == [
         (second, "modified", 2), (first, "added", 2)]
+
+
+def test_repo_fills_every_hook_of_its_core():
+    from datavc.repo_core import RepoCore
+
+    for name in ("_fetch_object", "_remote_status"):  # RepoCore's only NotImplementedError
+        assert getattr(Repo, name) is not getattr(RepoCore, name), name

@@ -1,0 +1,314 @@
+"""``Worktree``: the commands that move data between the work tree, the cache and the pointer
+manifests: ``add``, ``commit``, ``checkout`` and ``status``. Part of ``datavc.Repo``."""
+
+from __future__ import annotations
+
+import os
+
+from . import fsutil, listing, manifest, scm, tree
+from .errors import DatavcError, InvalidInputError, ObjectMissingError, UnsafePathError, UsageError
+from .hashing import Oid
+from .manifest import Pointer
+from .objects import Stored
+from .parallel import publish
+from .repo_core import RepoCore
+from .results import AddResult, CheckoutResult, CommitResult, TargetStatus
+from .state import StatCache, now_ns
+from .treediff import Budget, Ref, diff, lookup
+from .workspace import Executor, Plan, make_plan, refuse_conflicts
+
+
+class Worktree(RepoCore):
+    """add, commit, checkout and status (see ``datavc.Repo``)."""
+
+    # ------------------------------------------------------------------ add
+
+    def add(self, paths: list[str | os.PathLike[str]]) -> list[AddResult]:
+        """Hash ``paths`` into the cache, write their pointers, ignore them in git."""
+        if not paths:
+            raise UsageError("nothing to add", hint="name a file or directory: datavc add data/")
+        rels = [self.target(p) for p in paths]
+        others = self.tracked() + rels  # one walk of the work tree for all paths
+        for rel in rels:
+            self._check_addable(rel, others)
+        with self._locked("add"):
+            state = self._state()
+            results = self._record(rels, state)
+            state.save()
+        return results
+
+    def _check_addable(self, rel: str, others: list[str]) -> None:
+        path = os.path.join(self.root, rel)
+        if not os.path.lexists(path):
+            raise DatavcError(f"'{rel}' does not exist", hint="check the path")
+        if os.path.islink(path):
+            raise UnsafePathError(f"'{rel}' is a symlink; datavc tracks files and directories",
+                                  hint="add the path it points to, inside the work tree")
+        self._pointer_or_none(rel)  # refuse early rather than overwrite an unreadable one
+        git = self.git_or_none
+        if git is not None:
+            tracked = git.tracked_under(rel)
+            if tracked:
+                raise DatavcError(
+                    f"'{rel}' is already tracked by git ({len(tracked)} file(s), e.g. "
+                    f"'{tracked[0]}')",
+                    hint=f"stop tracking it in git first: git rm -r --cached '{rel}'")
+        for other in others:
+            if other != rel and (rel.startswith(other + "/") or other.startswith(rel + "/")):
+                raise DatavcError(f"'{rel}' overlaps '{other}', which is tracked separately",
+                                  hint="track a directory or the paths inside it, not both")
+
+    def _record(self, rels: list[str], state: StatCache) -> list[AddResult]:
+        """Store the workspace content of ``rels`` and point their manifests at it.
+
+        Every target is staged first, then one publish makes all their objects durable
+        and named (one pair of sync barriers per operation), then the pointers are written.
+        """
+        staged = [self._stage(rel, state) for rel in rels]
+        publish(self.store, jobs=self.jobs)
+        results = []
+        for rel, root, _, hashed, scan in staged:
+            state.retain_under(rel, scan.seen)
+            results.append(self._write_pointer(rel, root, hashed, scan.skipped))
+        for rel, root, stored, _, _ in staged:  # only once every manifest is written
+            self._relink(rel, root, stored, state)
+        return results
+
+    def _stage(self, rel: str, state: StatCache
+               ) -> tuple[str, tree.Node, list[tuple[str, Stored]], int, tree.Scan]:
+        """Hash ``rel`` and stage every object it needs (files and listings)."""
+        started = now_ns()
+        scan = self._scan(rel, state, locked=True)
+        root = tree.require(scan.root, rel)
+        hashed = len(scan.todo)
+        for path, reason in scan.skipped:
+            self.reporter.warn(f"not tracked: '{path}' ({reason})")
+        self.reporter.begin(f"Adding {rel}", hashed)
+        try:
+            stored = tree.resolve(scan, store=self.store, state=state, started_ns=started,
+                                  jobs=self.jobs, progress=self.reporter.advance,
+                                  track_exec=self._tracks_exec)
+        finally:
+            self.reporter.end()
+        stored += self._ensure_objects(rel, root, just_stored=self.store.pending_digests())
+        tree.finish(root, store=self.store, where=rel)
+        return rel, root, stored, hashed, scan
+
+    def _ensure_objects(self, rel: str, root: tree.Node, *,
+                        just_stored: set[bytes]) -> list[tuple[str, Stored]]:
+        """Files known from the stat cache must still have their object: store them if not
+        (e.g. hashed by an earlier status). ``just_stored``: digests staged, not published."""
+        digests = set(tree.file_digests(root)) - just_stored
+        present = self.store.present_digests(digests)
+        if present == digests:
+            return []
+        restored = []
+        for path, node in tree.walk_files(root, rel):
+            if node.digest in digests and node.digest not in present:
+                res = self.store.add_file(os.path.join(self.root, path))
+                node.digest, node.size = res.digest, res.size
+                restored.append((path, res))
+        return restored
+
+    def _write_pointer(self, rel: str, root: tree.Node, hashed: int,
+                       skipped: list[tuple[str, str]]) -> AddResult:
+        kind = tree.root_kind(root)
+        nfiles = root.nfiles if isinstance(root, tree.DirNode) else 1
+        old = self._pointer_or_none(rel)
+        pointer = Pointer(kind, Oid(root.digest), root.size, nfiles,  # type: ignore[arg-type]
+                          old.meta if old else {})
+        pointer_rel = manifest.pointer_path(rel)
+        changed = old != pointer
+        if changed:
+            fsutil.atomic_write(os.path.join(self.root, pointer_rel), pointer.dumps(),
+                                tmp_dir=self._tmp_dir,
+                                hook="manifest")
+        if self.git_or_none is not None:
+            scm.ensure_ignored(self.root, rel, tmp_dir=self._tmp_dir)
+        return AddResult(rel, pointer_rel, pointer.oid, kind, pointer.size, nfiles, hashed,
+                         changed, skipped)
+
+    def _pointer_or_none(self, rel: str) -> Pointer | None:
+        """The current pointer of ``rel``; an unreadable one is refused, never overwritten."""
+        if not os.path.exists(os.path.join(self.root, manifest.pointer_path(rel))):
+            return None
+        try:
+            return self.read_pointer(rel)
+        except InvalidInputError as exc:
+            raise type(exc)(exc.message, hint=f"{exc.hint + '; or ' if exc.hint else ''}"
+                            f"delete {manifest.pointer_path(rel)} to record {rel} afresh"
+                            ) from None
+
+    def _relink(self, rel: str, root: tree.Node, stored: list[tuple[str, Stored]],
+                state: StatCache) -> None:
+        """With link-type caches, replace the files just stored by links to the cache.
+
+        Only files hashed in this run, and only while each still has the stat it had when
+        it was hashed: an edit made meanwhile is left alone (status shows it), never lost.
+        """
+        if not stored or self.link_type == "copy":
+            return
+        plan = Plan()
+        for path, res in stored:
+            executable = res.executable and self._tracks_exec
+            plan.writes.append((path, tree.FileNode(res.digest, res.size, executable)))
+            plan.expect[path] = res.stat
+        self._execute(plan, state)
+
+    # ----------------------------------------------------------- checkout
+
+    def checkout(self, targets: list[str] | None = None, *, rev: str | None = None,
+                 force: bool = False) -> list[CheckoutResult]:
+        """Make the workspace match the manifests; refuse to lose uncached data.
+
+        With ``rev``, the manifests are those of that git revision (read from git objects:
+        HEAD, the index and the work-tree pointer files are left as they are), and the
+        default targets are those tracked at ``rev``.
+        """
+        sha = self.resolve(rev) if rev is not None else None
+        rels = self._targets(targets, sha)
+        with self._locked("checkout"):
+            state = self._state()
+            try:
+                plans = [(rel, self._plan_checkout(rel, state, force, sha)) for rel in rels]
+                results = [self._run_checkout(rel, plan, state) for rel, plan in plans]
+            finally:
+                state.save()
+        return results
+
+    def _plan_checkout(self, rel: str, state: StatCache, force: bool,
+                       rev: str | None = None) -> Plan:
+        want = self._wanted(rel, rev)
+        scan = self._scan_hashed(rel, state, locked=True)
+        digests = set(tree.file_digests(want))
+        if scan.root is not None:
+            digests.update(tree.file_digests(scan.root))
+        present = self.store.present_digests(digests)
+        plan = make_plan(rel, want, scan.root, present=present,
+                         skipped={p for p, _ in scan.skipped},
+                         check_mode=self._tracks_exec)
+        if not force:
+            refuse_conflicts(plan)
+        plan.verify = set(plan.conflicts)
+        return plan
+
+    def _wanted(self, rel: str, sha: str | None, action: str = "check out") -> tree.Node:
+        """The stored tree at work-tree path ``rel``: a tracked target's, or the subtree of
+        a path inside one (reading only the listings on the way down to it)."""
+        ref, target, pointer = self._subtree(rel, sha)
+        if rel == target:
+            return self._load_tree(rel, pointer, action)
+        if ref is None:
+            raise DatavcError(f"'{rel}' is not in the data of '{target}'"
+                              + (f" at revision '{sha[:12]}'" if sha else ""),
+                              hint=f"see `datavc ls {target}`")
+        if ref.kind == listing.FILE:
+            return tree.FileNode(ref.digest, ref.size, ref.executable)
+        try:
+            return tree.load(self.store, ref.digest, kind=ref.kind, size=ref.size,
+                             nfiles=ref.nfiles)
+        except ObjectMissingError as exc:
+            raise ObjectMissingError(f"cannot {action} '{rel}': {exc.message}",
+                                     hint=f"fetch it first: `datavc fetch {rel}`") from None
+
+    def _subtree(self, rel: str, sha: str | None) -> tuple[Ref | None, str, Pointer]:
+        """The stored node at ``rel`` (None when the target has nothing there), the target
+        holding it and its pointer; reads only the listings on the path. A path no target
+        holds raises the error of reading its own pointer."""
+        found = self._holder(rel, sha)
+        if found is None:
+            return None, rel, self.read_pointer(rel, sha)  # raises: not tracked
+        pointer, below = found
+        target = rel[: len(rel) - len("/".join(below)) - 1] if below else rel
+        top = Ref(pointer.kind, pointer.oid.digest, pointer.size, False, pointer.nfiles)
+        try:
+            ref = lookup(self.store, top, below, Budget.for_pointer(pointer.nfiles))
+        except ObjectMissingError as exc:
+            raise ObjectMissingError(f"cannot find '{rel}' in '{target}': {exc.message}",
+                                     hint=f"fetch the data first: `datavc fetch {rel}`"
+                                     ) from None
+        return ref, target, pointer
+
+    def _run_checkout(self, rel: str, plan: Plan, state: StatCache) -> CheckoutResult:
+        self.reporter.begin(f"Checking out {rel}", len(plan.writes))
+        try:
+            self._execute(plan, state)
+        finally:
+            self.reporter.end()
+        for path in plan.missing:
+            self.reporter.warn(f"not in the cache, left as it is: '{path}'")
+        return CheckoutResult(rel, len(plan.writes), len(plan.deletes), plan.missing,
+                              sorted(set(plan.conflicts)))
+
+    def _execute(self, plan: Plan, state: StatCache) -> None:
+        root_fd = os.open(self.root, fsutil.O_DIR)
+        try:
+            types = self.config.link_types
+            Executor(self.root, root_fd, self.store, types[types.index(self.link_type):]
+                     if self.link_type in types else ("copy",),
+                     state, self.jobs, self.reporter.advance).run(plan)
+        finally:
+            os.close(root_fd)
+
+    # -------------------------------------------------------------- status
+
+    def status(self, targets: list[str] | None = None, *,
+               remote: str | None = None) -> list[TargetStatus]:
+        """What differs between the workspace and the manifests, per tracked target. With
+        ``remote`` (a name, or "" for the default remote), also how many objects the
+        manifests name that the remote lacks, as the remote answers now."""
+        rels = self._targets(targets)
+        state = self._state()
+        out = [self._status_one(rel, state) for rel in rels]
+        self._save_state_if_free(state)
+        if remote is not None:
+            out = self._remote_status(out, remote or None)
+        return out
+
+    def _status_one(self, rel: str, state: StatCache) -> TargetStatus:
+        pointer = self.read_pointer(rel)
+        pointer_rel = manifest.pointer_path(rel)
+        scan = self._scan_hashed(rel, state, locked=False)
+        if scan.root is None:
+            return TargetStatus(rel, pointer_rel, "deleted")
+        tree.finish(scan.root, store=None, where=rel)
+        if scan.root.digest == pointer.oid.digest and tree.root_kind(scan.root) == pointer.kind:
+            files = tree.file_digests(scan.root)
+            listings = [n.digest for _, n in tree.walk_dirs(scan.root, rel)]
+            present = self.store.present_digests(set(files) | set(listings))
+            missing = sum(1 for d in files + listings if d not in present)
+            return TargetStatus(rel, pointer_rel, "clean", not_in_cache=missing)
+        old = Ref(pointer.kind, pointer.oid.digest, pointer.size)
+        try:
+            changes = list(diff(self.store, rel, old, scan.root,
+                                check_mode=self._tracks_exec,
+                                budget=Budget.for_pointer(pointer.nfiles)))
+        except ObjectMissingError:
+            return TargetStatus(rel, pointer_rel, "not-in-cache")
+        return TargetStatus(rel, pointer_rel, "modified" if changes else "clean", changes)
+
+    # -------------------------------------------------------------- commit
+
+    def commit(self, targets: list[str] | None = None, *,
+               message: str | None = None) -> CommitResult:
+        """Record changed workspace data into its manifests; with ``message``, git-commit."""
+        rels = self._targets(targets)
+        if not rels:
+            raise DatavcError("nothing is tracked yet", hint="run `datavc add PATH` first")
+        with self._locked("commit"):
+            state = self._state()
+            for rel in rels:  # every target is checked before any is recorded
+                if not os.path.lexists(os.path.join(self.root, rel)):
+                    raise DatavcError(f"'{rel}' is missing from the workspace",
+                                      hint=f"run `datavc checkout {rel}` to restore it, or "
+                                           f"delete {rel}{manifest.SUFFIX} to stop tracking it")
+                self.read_pointer(rel)
+            recorded = self._record(rels, state)
+            state.save()
+            sha = self._git_commit(rels, message) if message is not None else None
+        return CommitResult(recorded, sha)
+
+    def _git_commit(self, rels: list[str], message: str) -> str | None:
+        paths = [manifest.pointer_path(r) for r in rels]
+        paths += sorted({os.path.join(os.path.dirname(r), ".gitignore") for r in rels})
+        return self.git.commit(message, paths)
