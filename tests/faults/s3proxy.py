@@ -15,7 +15,7 @@ Faults (``FAULTS``):
   connection (RST); a response without a body is cut inside its headers;
 - ``truncate``: forward, send the headers with Content-Length intact and half the body,
   then close the connection normally (FIN); a response without a body is cut inside its
-  headers;
+  status line;
 - ``500``: an S3 ``InternalError``; ``503``: an S3 ``SlowDown`` (XML error bodies);
 - ``flip``: flip one byte of a GET response body, or of a PUT / UploadPart request body
   before forwarding it (requests without a body pass unchanged);
@@ -31,9 +31,10 @@ store that keeps no checksums would, leaving the client's own hashing as the onl
 
 Everything is bounded: sockets have timeouts, a connection serves at most
 ``MAX_REQUESTS_PER_CONNECTION`` requests, bodies at most ``MAX_BODY`` bytes, a stall at most
-``MAX_STALL`` seconds. The proxy listens on 127.0.0.1 only and forwards only to a
-``http://127.0.0.1:PORT`` upstream. :func:`fault_proxy` (a context manager) and the
-``s3_proxy`` fixture start it on a free port and stop it afterwards.
+``MAX_STALL`` seconds, the log at most ``MAX_EVENTS`` requests. The proxy listens on
+127.0.0.1 only and forwards only to a ``http://127.0.0.1:PORT`` upstream. :func:`fault_proxy`
+(a context manager) and the ``s3_proxy`` fixture start it on a free port and stop it
+afterwards.
 """
 
 from __future__ import annotations
@@ -61,9 +62,10 @@ MAX_BODY = 64 << 20
 MAX_STALL = 10.0
 MAX_REQUESTS_PER_CONNECTION = 1000
 MAX_CHUNKS = 100_000
+MAX_EVENTS = 100_000
 SOCKET_TIMEOUT = 30.0
 _HOP = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
-                  "trailer", "upgrade", "content-length"})
+                  "trailer", "upgrade", "content-length", "expect"})
 _ERRORS = {"500": (500, "InternalError", "We encountered an internal error. Please try again."),
            "503": (503, "SlowDown", "Please reduce your request rate.")}
 
@@ -108,7 +110,7 @@ class FaultProxy:
     """The proxy; :attr:`url` is its endpoint. Configure with :meth:`schedule`,
     :meth:`randomly` or :meth:`clear`; :attr:`events` records every request."""
 
-    def __init__(self, upstream: str, *, stall_seconds: float = 1.5,
+    def __init__(self, upstream: str, *, stall_seconds: float = 2.0,
                  checksums: bool = True) -> None:
         parts = urlsplit(upstream)
         if parts.scheme != "http" or parts.hostname != "127.0.0.1" or parts.port is None:
@@ -138,6 +140,9 @@ class FaultProxy:
         self._stopping.set()
         self._server.shutdown()
         self._server.server_close()
+        for sock in list(self._server.active):  # idle keep-alive connections end now
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         self._thread.join(timeout=10)
 
     def schedule(self, *rules: Rule) -> None:
@@ -171,6 +176,7 @@ class FaultProxy:
 
     def _decide(self, method: str, path: str, has_body: bool) -> str | None:
         is_object = "/objects/" in path
+        flippable = method == "GET" or has_body
         with self._lock:
             self._seen[method, path] += 1
             n = self._seen[method, path]
@@ -185,6 +191,8 @@ class FaultProxy:
                     continue
                 if rule.limit is not None and plan.fired[i] >= rule.limit:
                     continue
+                if rule.fault == "flip" and not flippable:
+                    continue  # nothing to flip: the request passes, the rule is not used up
                 plan.fired[i] += 1
                 fault = rule.fault
                 break
@@ -192,9 +200,10 @@ class FaultProxy:
                 rng = random.Random(f"{plan.seed}:{method}:{path}:{n}")
                 if rng.random() < plan.rate:
                     fault = rng.choice(plan.faults)
-            if fault == "flip" and not (method == "GET" or has_body):
+            if fault == "flip" and not flippable:
                 fault = None  # nothing to flip: pass the request through
-            self.events.append(Event(method, path, n, fault))
+            if len(self.events) < MAX_EVENTS:
+                self.events.append(Event(method, path, n, fault))
             return fault
 
     def _flip_at(self, path: str, size: int) -> int:
@@ -210,6 +219,7 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.resets: set[socket.socket] = set()
+        self.active: set[socket.socket] = set()
 
     def shutdown_request(self, request: Any) -> None:
         if request in self.resets:
@@ -233,6 +243,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.active.add(self.connection)
+
+    def finish(self) -> None:
+        self.server.active.discard(self.connection)
+        super().finish()
 
     def handle(self) -> None:
         self.close_connection = True
@@ -282,8 +300,8 @@ class _Handler(BaseHTTPRequestHandler):
                                        struct.pack("ii", 1, 0))
             self.server.resets.add(self.connection)  # closed without a FIN: an RST
             raise _Abort
-        if fault == "truncate":
-            cut = head[:len(head) // 2] if not data or self.command == "HEAD" \
+        if fault == "truncate":  # a reply without a body is cut inside its status line
+            cut = head[:len("HTTP/1.1 2")] if not data or self.command == "HEAD" \
                 else head + data[:len(data) // 2]
             self.wfile.write(cut)
             self.wfile.flush()
@@ -377,7 +395,7 @@ def _bad_digest(headers: Any, body: bytes) -> tuple[str, str] | None:
 
 
 @contextlib.contextmanager
-def fault_proxy(upstream: str, *, stall_seconds: float = 1.5) -> Iterator[FaultProxy]:
+def fault_proxy(upstream: str, *, stall_seconds: float = 2.0) -> Iterator[FaultProxy]:
     """A running proxy in front of ``upstream``, stopped on exit."""
     proxy = FaultProxy(upstream, stall_seconds=stall_seconds).start()
     try:
