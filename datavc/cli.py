@@ -538,6 +538,206 @@ def pull(targets: tuple[str, ...], remote_name: str | None, jobs: int | None, re
     _check_transfer(fetched)
 
 
+@cli.command()
+@click.argument("targets", nargs=-1, type=click.Path())
+@click.option("--remote", "remote_name", metavar="NAME", default="",
+              help="The remote that must hold every object (default: the default remote, "
+                   "when one is set).")
+@click.option("--no-remote", is_flag=True, help="Do not ask any remote (e.g. before a commit).")
+@click.option("--staged", is_flag=True,
+              help="A manifest staged in git's index counts as committed (for pre-commit).")
+@json_option
+def check(targets: tuple[str, ...], remote_name: str, no_remote: bool, staged: bool,
+          as_json: bool) -> None:
+    """The CI gate: exit 0 only when every dataset is pinned.
+
+    Pinned: its manifest is committed in git, the workspace matches it (or is absent), every
+    object it needs is on the remote (asked now, when a remote is named or a default is
+    set), and git does not track its path itself. Each problem is one line; exit 1.
+
+    \b
+    Example:
+      datavc check --remote storage          # in CI, after `git clone`
+      datavc check --no-remote --staged     # before a commit (the pre-commit hook)
+    """
+    result = _repo().check(list(targets) or None, remote=None if no_remote else remote_name,
+                           staged=staged)
+    if as_json:
+        _emit_json(result.to_dict())
+    else:
+        for p in result.problems:
+            click.echo(f"{p.path or '-'}: {p.problem}: {p.detail}")
+        if result.pinned:
+            where = f", all on remote {result.remote}" if result.remote else ""
+            click.echo(f"Pinned: {len(result.targets)} dataset(s){where}.")
+    if not result.pinned:
+        raise DatavcError(f"{len(result.problems)} problem(s): the data is not pinned",
+                          hint="fix each line above, then run `datavc check` again")
+
+
+@cli.command()
+@json_option
+def level(as_json: bool) -> None:
+    """The maturity audit: which level (0-3) of data versioning this repository reached,
+    the evidence, and the next step.
+
+    \b
+    Example:
+      datavc level
+      datavc level --json | jq .next_step
+    """
+    report = _repo().level()
+    if as_json:
+        _emit_json(report.to_dict())
+        return
+    click.echo(f"level {report.level}: {report.summary}.")
+    for e in report.evidence[:10]:
+        what = f"{e.files} data files, " if e.kind == "data-dir" else ""
+        click.echo(f"    unversioned {e.kind}: {e.path} ({what}{_size(e.size)})")
+    if len(report.evidence) > 10:
+        click.echo(f"    … and {len(report.evidence) - 10} more (--json lists them all)")
+    click.echo(f"Next: {report.next_step}")
+
+
+@cli.command()
+@json_option
+def install(as_json: bool) -> None:
+    """Install git hooks: post-checkout checks the data out, pre-push pushes it, pre-commit
+    runs `datavc check --no-remote`. Hooks already there are chained, not replaced.
+
+    \b
+    Example:
+      datavc install
+    """
+    changes = _repo().install()
+    if as_json:
+        _emit_json([c.to_dict() for c in changes])
+        return
+    for c in changes:
+        click.echo(f"{c.hook}: {c.action}")
+
+
+@cli.command()
+@json_option
+def uninstall(as_json: bool) -> None:
+    """Remove datavc's git hooks, putting back the hooks they chained.
+
+    \b
+    Example:
+      datavc uninstall
+    """
+    changes = _repo().uninstall()
+    if as_json:
+        _emit_json([c.to_dict() for c in changes])
+        return
+    for c in changes:
+        click.echo(f"{c.hook}: {c.action}")
+
+
+def _duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        if text and text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise UsageError(f"not a duration: {text!r}", hint="e.g. 0, 90s, 30m, 2h, 7d") from None
+
+
+@cli.command("gc")
+@click.option("-w", "--workspace", is_flag=True, help="Keep the work tree's data (always kept).")
+@click.option("--rev", "revs", metavar="REV", multiple=True, help="Keep this revision's data.")
+@click.option("--all-branches", is_flag=True, help="Keep the data of every branch tip.")
+@click.option("--all-tags", is_flag=True, help="Keep the data of every tag.")
+@click.option("--all-commits", is_flag=True, help="Keep the data of every commit.")
+@click.option("-r", "--remote", "remote_name", metavar="NAME", is_flag=False, flag_value="",
+              default=None, help="Also collect on this remote (default: the default remote).")
+@click.option("--dry-run", is_flag=True, help="Only say what would be deleted.")
+@click.option("--grace", default="1h", show_default=True, metavar="DURATION",
+              help="Keep unreferenced cache objects younger than this.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask before deleting on a remote.")
+@json_option
+def gc_cmd(workspace: bool, revs: tuple[str, ...], all_branches: bool, all_tags: bool,
+           all_commits: bool, remote_name: str | None, dry_run: bool, grace: str, yes: bool,
+           as_json: bool) -> None:
+    """Delete the objects no kept revision names. Fails closed: if any kept revision's data
+    cannot be read, nothing is deleted (exit 1).
+
+    On a remote, objects other clones pushed for commits this clone does not know would go
+    too: gc there asks first (or needs --yes), and --all-commits after `git fetch --all` is
+    the safe scope.
+
+    \b
+    Example:
+      datavc gc --all-branches --all-tags --dry-run
+      datavc gc --all-commits --remote storage --yes
+    """
+    if remote_name is not None and not dry_run and not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("gc on a remote deletes shared data: confirm with --yes",
+                             hint="run with --dry-run first to see what would go")
+        click.confirm("Delete unreferenced objects on the remote too?", abort=True)
+    results = _repo().gc(workspace=workspace, revs=list(revs) or None,
+                         all_branches=all_branches, all_tags=all_tags,
+                         all_commits=all_commits, remote=remote_name, dry_run=dry_run,
+                         grace=_duration(grace))
+    if as_json:
+        _emit_json([r.to_dict() for r in results])
+        return
+    for r in results:
+        verb = "would delete" if r.dry_run else "deleted"
+        size = f", {_size(r.nbytes)}" if r.nbytes is not None else ""
+        recent = f"; {r.recent} recent object(s) kept" if r.recent else ""
+        click.echo(f"{r.where}: {verb} {r.deleted} object(s){size}; {r.kept} in use{recent}")
+
+
+@cli.command()
+@click.option("--read-data", is_flag=True, help="Re-hash every object (else: sizes only).")
+@click.option("-r", "--remote", "remote_name", metavar="NAME", is_flag=False, flag_value="",
+              default=None, help="Also check this remote (default: the default remote).")
+@click.option("--repair", is_flag=True,
+              help="Replace damaged or missing cache objects from the remote.")
+@click.option("--rev", "revs", metavar="REV", multiple=True, help="Also check this revision.")
+@click.option("--all-branches", is_flag=True, help="Also check every branch tip.")
+@click.option("--all-tags", is_flag=True, help="Also check every tag.")
+@click.option("--all-commits", is_flag=True, help="Also check every commit.")
+@json_option
+def fsck(read_data: bool, remote_name: str | None, repair: bool, revs: tuple[str, ...],
+         all_branches: bool, all_tags: bool, all_commits: bool, as_json: bool) -> None:
+    """Check the cache, the manifests and their listings (and a remote); trust nothing.
+
+    Exit 3 when an object is corrupt, naming it and the paths that use it; exit 1 when
+    objects are missing.
+
+    \b
+    Example:
+      datavc fsck --read-data
+      datavc fsck --read-data --remote storage --repair
+    """
+    if repair and remote_name is None:
+        remote_name = ""
+    result = _repo().fsck(read_data=read_data, remote=remote_name, repair=repair,
+                          revs=list(revs) or None, all_branches=all_branches,
+                          all_tags=all_tags, all_commits=all_commits)
+    if as_json:
+        _emit_json(result.to_dict())
+    else:
+        for p in result.problems:
+            paths = f" (used by {', '.join(p.paths)})" if p.paths else ""
+            click.echo(f"{p.where}: {p.kind}: {p.oid or p.detail}{paths}"
+                       + (f": {p.detail}" if p.oid and p.detail else ""))
+        for oid in result.repaired:
+            click.echo(f"repaired: {oid}")
+        if not result.problems:
+            click.echo(f"OK: {result.checked} object(s) checked.")
+    bad = [p for p in result.problems if p.kind in ("corrupt", "size", "invalid")]
+    if bad:
+        raise IntegrityError(f"{len(bad)} damaged object(s) or listing(s)",
+                             hint="`datavc fsck --repair --remote NAME` refetches them")
+    if result.problems:
+        raise DatavcError(f"{len(result.problems)} problem(s) found")
+
+
 @cli.group(context_settings=CONTEXT)
 def remote() -> None:
     """Manage remotes: where `datavc push` sends objects and `pull` gets them.

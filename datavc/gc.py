@@ -33,6 +33,7 @@ class Kept:
     oid: Oid
     nfiles: int
     size: int | None = None  # a file target's size (fsck compares it)
+    path: str = ""  # the target's work-tree path
 
 
 class UnreadableError(DatavcError):

@@ -5,8 +5,8 @@
 - ``post-checkout``: after a branch checkout, ``datavc checkout`` (the data of the manifests
   git just checked out; never loses uncached work, as checkout never does);
 - ``pre-push``: ``datavc push`` to the default remote, so a pushed commit's data is there;
-- ``pre-commit``: ``datavc check --no-remote``, so a commit does not pin data that is not
-  recorded.
+- ``pre-commit``: ``datavc check --no-remote --staged``, so a commit does not record a
+  manifest whose data differs from the workspace, or leave a changed manifest unstaged.
 
 A hook that is already there and is not datavc's is kept: it is renamed to
 ``<hook>.datavc-chained`` and datavc's hook runs it first (with the same arguments and
@@ -30,7 +30,7 @@ CHAINED = ".datavc-chained"
 HOOKS = {
     "post-checkout": 'if [ "$3" = "1" ]; then {datavc} checkout; fi',
     "pre-push": "{datavc} push",
-    "pre-commit": "{datavc} check --no-remote",
+    "pre-commit": "{datavc} check --no-remote --staged",
 }
 
 

@@ -11,7 +11,10 @@ no printing. The CLI is a thin shell over this class.
 - ``datavc.history``: ``History``: ``diff``, ``log``, ``ls`` (and ``write_ls_parquet``),
   ``open``/``read_bytes``, ``merge_pointers``;
 - ``datavc.sync``: ``Sync``: remote configuration, ``push``, ``fetch``, ``pull``,
-  ``status --remote`` and the fallback of reading to the default remote.
+  ``status --remote`` and the fallback of reading to the default remote;
+- ``datavc.maintain``: ``Maintenance``: ``check``, ``level``, ``install``/``uninstall``,
+  ``gc``, ``fsck`` (and their records ``CheckResult``, ``LevelReport``, ``GcResult``,
+  ``FsckResult``).
 
 Layers below them: hashing → objects → listing/manifest → tree/state → workspace → scm →
 remotes/transfer.
@@ -20,6 +23,7 @@ remotes/transfer.
 from __future__ import annotations
 
 from .history import LS_SCHEMA, History, write_ls_parquet
+from .maintain import CheckResult, FsckResult, GcResult, LevelReport, Maintenance
 from .repo_core import DATAVC_DIR, GITIGNORE, find_root
 from .results import (
     AddResult,
@@ -31,14 +35,13 @@ from .results import (
     TargetStatus,
     TransferResult,
 )
-from .sync import Sync
 
 __all__ = [
-    "DATAVC_DIR", "GITIGNORE", "LS_SCHEMA", "AddResult", "CheckoutResult", "CommitResult",
-    "DiffStat", "LogEntry", "LsEntry", "Repo", "TargetStatus", "TransferResult", "find_root",
-    "write_ls_parquet",
+    "DATAVC_DIR", "GITIGNORE", "LS_SCHEMA", "AddResult", "CheckResult", "CheckoutResult",
+    "CommitResult", "DiffStat", "FsckResult", "GcResult", "LevelReport", "LogEntry", "LsEntry",
+    "Repo", "TargetStatus", "TransferResult", "find_root", "write_ls_parquet",
 ]
 
 
-class Repo(History, Sync):
+class Repo(History, Maintenance):
     """A datavc repository: a work tree with a ``.datavc`` directory at its root."""

@@ -106,7 +106,18 @@ class Sync(Worktree):
         """``fetch`` then ``checkout`` (with all of checkout's safety rules)."""
         fetched = self.fetch(targets, remote=remote, jobs=jobs,
                              revs=[rev] if rev is not None else None)
-        return fetched, self.checkout(targets, rev=rev, force=force)
+        try:
+            return fetched, self.checkout(targets, rev=rev, force=force)
+        except ObjectMissingError as exc:
+            bad = fetched.transfer.corrupt
+            if not bad:
+                raise
+            # the cause is a download that arrived damaged twice, not a missing object
+            raise IntegrityError(
+                f"{len(bad)} object(s) arrived corrupt twice and were not stored "
+                f"({', '.join(str(o) for o in bad[:5])}), so: {exc.message}",
+                hint="the remote holds damaged copies: push them again from a clone that "
+                     "has them") from None
 
     def _transfer_jobs(self, jobs: int | None) -> int:
         if jobs is not None and not 1 <= jobs <= 256:

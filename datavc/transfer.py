@@ -20,6 +20,8 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import xxhash
+
 from . import crash, listing
 from .errors import (
     IntegrityError,
@@ -341,3 +343,27 @@ def _download(store: ObjectStore, remote: Remote, oid: Oid, out: Transfer,
             reporter.advance(1, size)
         return True
     return False
+
+
+def read_remote_listing(remote: Remote, oid: Oid, *, limit: int = 64 << 20) -> bytes:
+    """A listing's bytes straight from the remote, verified, not stored (for read-only
+    walks such as ``check``): ObjectMissingError when absent, IntegrityError on mismatch."""
+    got = _Capped(limit)
+    remote.get(oid, got)
+    data = b"".join(got.parts)
+    if xxhash.xxh3_128_digest(data) != oid.digest:
+        raise IntegrityError(f"listing {oid} on the remote does not match its id")
+    return data
+
+
+class _Capped:
+    def __init__(self, limit: int) -> None:
+        self.parts: list[bytes] = []
+        self.left = limit
+
+    def write(self, data: bytes, /) -> int:
+        self.left -= len(data)
+        if self.left < 0:
+            raise InvalidInputError("a listing on the remote is larger than listings may be")
+        self.parts.append(bytes(data))
+        return len(data)

@@ -350,9 +350,6 @@ def test_random_faults_never_store_a_wrong_byte(seed, tpl, work, proxy, moto, s3
     assert_local_sound(clone, tpl.expected)
 
 
-@pytest.mark.xfail(strict=True, reason="repo.pull checks out before reporting corrupt "
-                   "downloads: a listing that arrived damaged twice makes checkout fail first "
-                   "with exit 1 'not in the cache' instead of exit 3")
 def test_pull_exit_code_when_a_listing_keeps_arriving_damaged(tpl, work, proxy, moto,
                                                               s3_bucket):
     upload_cache(moto, s3_bucket, tpl.root)

@@ -135,8 +135,11 @@ def _json_sections() -> dict[str, str]:
 
 
 def _json_shapes():
+    from datavc.audit import Evidence
     from datavc.config import RemoteInfo
+    from datavc.fsck import Problem
     from datavc.hashing import hash_bytes as h
+    from datavc.maintain import CheckProblem, CheckResult, FsckResult, GcResult, LevelReport
     from datavc.repo import (
         AddResult,
         CheckoutResult,
@@ -156,6 +159,12 @@ def _json_shapes():
     status = TargetStatus("data", "data.datavc", "modified", [change]).to_dict()
     entry = {"path": "data/a", **Entry("a", "file", h(b""), 0).to_dict()}
     stat = DiffStat.of([change]).to_dict()
+    problem = CheckProblem("data", "invalid", "").to_dict()
+    check = CheckResult(["data"], None, [CheckProblem("data", "invalid", "")]).to_dict()
+    evidence = Evidence("data-dir", "raw", 0, 100).to_dict()
+    level = LevelReport(0, "", "", [], None, [Evidence("data-dir", "raw", 0)], False).to_dict()
+    fsck_problem = Problem("corrupt", "cache", None).to_dict()
+    fsck_doc = FsckResult(0, [Problem("corrupt", "cache", None)]).to_dict()
     transfer = TransferResult("s", "push", Transfer()).to_dict()
     checkout = CheckoutResult("data", 0, 0, [], []).to_dict()
     diff = {"a": None, "b": None, "workspace": True, "changes": [change.to_dict()], "stat": stat}
@@ -174,6 +183,11 @@ def _json_shapes():
         "datavc log": (list, [log], []),
         "datavc push": (dict, [transfer], []),
         "datavc pull": (dict, [{"checkout": []}], [{**transfer, "checkout": []}, checkout]),
+        "datavc check": (dict, [check, problem], []),
+        "datavc level": (dict, [level, evidence], []),
+        "datavc install": (list, [{"hook": "", "action": ""}], []),
+        "datavc gc": (list, [GcResult("cache", True, 0, 0, 0, 0).to_dict()], []),
+        "datavc fsck": (dict, [fsck_doc, fsck_problem], []),
         "datavc remote list": (list, [RemoteInfo("s", "s3://b/p", True, {}, False).to_dict()],
                                [{"endpoint_url": "", "profile": "", "secret_access_key": ""}]),
     }
@@ -193,7 +207,9 @@ def _objects(doc):
 @pytest.mark.parametrize("command", ["datavc add", "datavc commit", "datavc checkout",
                                      "datavc status", "datavc ls", "datavc ls-manifest",
                                      "datavc diff", "datavc log", "datavc remote list",
-                                     "datavc push", "datavc pull"])
+                                     "datavc push", "datavc pull", "datavc check",
+                                     "datavc level", "datavc install", "datavc gc",
+                                     "datavc fsck"])
 def test_json_md_documents_every_key(command):
     import json
 

@@ -29,6 +29,7 @@ ORDER = [
     "results",  # the result records of the commands
     "repo_core", "worktree",  # the facade's base; add, commit, checkout, status
     "history", "sync",  # reading across revisions; remotes, push, fetch, pull
+    "maintain",  # check, level, install/uninstall, gc, fsck
     "repo",  # the facade: Repo assembled from the parts above, and their re-exports
     "datavc",  # the package itself (datavc/__init__.py): re-exports Repo lazily
     "progress", "cli", "__main__",  # the click shell
@@ -102,7 +103,7 @@ def test_the_parser_sees_known_imports():
     assert imports("objects")[0] == {"crash", "fsutil", "errors", "hashing"}
     assert "click" in imports("cli")[1] and "datavc" in imports("cli")[0]
     assert {"config", "fsutil", "scm"} <= imports("repo_core")[0]
-    assert {"history", "results", "sync"} <= imports("repo")[0]
+    assert {"history", "results", "maintain"} <= imports("repo")[0]
 
 
 def test_the_parser_sees_hidden_and_absolute_imports():
