@@ -312,9 +312,9 @@ class RepoCore:
                              size=pointer.size, nfiles=pointer.nfiles)
         except ObjectMissingError as exc:
             raise ObjectMissingError(f"cannot {action} '{rel}': {exc.message}",
-                                     hint="the cache lacks this data: re-add it where it "
-                                          "still exists, or copy the objects from another "
-                                          "clone's .datavc/cache"
+                                     hint="the cache lacks this data: `datavc fetch "
+                                          f"{rel}` (with the same --rev) gets it from the "
+                                          "remote; or re-add it where it still exists"
                                      ) from None
 
     # ----------------------------------------------------------- plumbing
