@@ -768,7 +768,7 @@ def trust(as_json: bool) -> None:
     if as_json:
         _emit_json(result.to_dict())
         return
-    click.echo(f"Trusted {result.root}/datavc.toml (sha256 {result.sha256[:16]}…).")
+    click.echo(f"Trusted {result.root}/datavc.toml (sha256 {result.digest[:16]}…).")
 
 
 def _duration(text: str) -> float:

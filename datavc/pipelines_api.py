@@ -96,7 +96,8 @@ class DagResult:
     stages: dict[str, list[str]]
 
     def to_dict(self) -> dict[str, object]:
-        return {"format": self.format, "text": self.text, "stages": self.stages}
+        return {"format": self.format, "text": self.text,
+                "stages": [{"name": n, "upstream": u} for n, u in self.stages.items()]}
 
 
 @dataclass(frozen=True)
@@ -112,11 +113,11 @@ class StageAddResult:
 @dataclass(frozen=True)
 class TrustResult:
     root: str
-    sha256: str
+    digest: str  # SHA-256 of datavc.toml, hex
     trust_file: str
 
     def to_dict(self) -> dict[str, object]:
-        return {"root": self.root, "sha256": self.sha256, "trust_file": self.trust_file}
+        return {"root": self.root, "digest": self.digest, "trust_file": self.trust_file}
 
 
 @dataclass

@@ -212,7 +212,7 @@ def test_untrusted_clone_refuses_to_run(pipe, run, tmp_path):
     assert "not trusted" in r.err and "datavc trust" in r.err
     assert not (clone / "runs.log").exists()
     doc = json.loads(ok(run("trust", "--json", cwd=clone)).out)
-    assert set(doc) == {"root", "sha256", "trust_file"}
+    assert set(doc) == {"root", "digest", "trust_file"}
     assert Path(doc["trust_file"]).is_relative_to(tmp_path)  # XDG_CONFIG_HOME of the test
     ok(run("repro", cwd=clone))
     assert sorted(runs(clone)) == ["a", "b", "c"]
@@ -257,7 +257,9 @@ def test_dag_formats(pipe, run):
     assert mermaid.startswith("flowchart TD\n") and "s_a --> s_b" in mermaid
     assert '"a" -> "b";' in ok(run("dag", "--format", "dot")).out
     doc = json.loads(ok(run("dag", "--json")).out)
-    assert doc["stages"] == {"a": [], "c": [], "b": ["a"]} and doc["format"] == "text"
+    assert doc["stages"] == [{"name": "a", "upstream": []}, {"name": "b", "upstream": ["a"]},
+                             {"name": "c", "upstream": []}]
+    assert doc["format"] == "text"
     fails(run("dag", "--format", "png"), 2)
 
 
