@@ -16,9 +16,16 @@ from typing import Any
 import click
 
 from . import __version__
-from .errors import DatavcError, IntegrityError, Interrupted, UsageError, from_oserror
+from .errors import (
+    DatavcError,
+    IntegrityError,
+    Interrupted,
+    StageFailedError,
+    UsageError,
+    from_oserror,
+)
 from .progress import TerminalReporter
-from .repo import DiffStat, Repo
+from .repo import DiffStat, Repo, ReproResult
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -632,6 +639,136 @@ def uninstall(as_json: bool) -> None:
         return
     for c in changes:
         click.echo(f"{c.hook}: {c.action}")
+
+
+def _render_repro(result: ReproResult) -> None:
+    verbs = {"ran": "Ran", "would-run": "Would run", "failed": "Failed", "skipped": "Skipped"}
+    for s in result.stages:
+        if s.status == "up-to-date":
+            continue
+        why = "; ".join(str(r) for r in s.reasons)
+        detail = f": {s.error}" if s.error else (f": {why}" if why else "")
+        click.echo(f"{verbs[s.status]} stage '{s.name}'{detail}")
+    if all(s.status == "up-to-date" for s in result.stages):
+        click.echo("Everything is up to date.")
+
+
+@cli.command()
+@click.argument("stages", nargs=-1)
+@click.option("-j", "--jobs", type=click.IntRange(min=1), metavar="N",
+              help="Run up to N independent stages at once (default 1).")
+@click.option("--dry-run", is_flag=True, help="Run nothing: say which stages would run, and why.")
+@click.option("-f", "--force", is_flag=True, help="Run the stages even when up to date.")
+@json_option
+def repro(stages: tuple[str, ...], jobs: int | None, dry_run: bool, force: bool,
+          as_json: bool) -> None:
+    """Run the pipeline stages (of datavc.toml) whose command, dependencies' content, params
+    or outputs changed, in dependency order; with STAGE..., those and what they depend on.
+
+    Outputs are stored in the cache and recorded in datavc.lock; a timestamp alone never
+    reruns anything. The commands of a cloned pipeline run only after `datavc trust` (exit 6
+    until then). Stage commands write to stderr. A failed stage exits 1, naming it; its
+    dependents do not run and datavc.lock keeps its last good run.
+
+    \b
+    Example:
+      datavc repro --dry-run        # what would run, and why
+      datavc repro -j 4
+      datavc repro train
+    """
+    try:
+        result = _repo().repro(list(stages) or None, jobs=jobs, dry_run=dry_run, force=force)
+    except StageFailedError as exc:
+        if isinstance(exc.result, ReproResult):
+            _show_repro(exc.result, as_json)
+        raise
+    _show_repro(result, as_json)
+
+
+def _show_repro(result: ReproResult, as_json: bool) -> None:
+    if as_json:
+        _emit_json(result.to_dict())
+    else:
+        _render_repro(result)
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["text", "mermaid", "dot"]), default="text",
+              show_default=True, help="How to draw the graph.")
+@json_option
+def dag(fmt: str, as_json: bool) -> None:
+    """Show the pipeline graph of datavc.toml: each stage after the stages it depends on.
+
+    \b
+    Example:
+      datavc dag
+      datavc dag --format mermaid > pipeline.mmd
+      datavc dag --format dot | dot -Tsvg > pipeline.svg
+    """
+    result = _repo().dag(format=fmt)
+    if as_json:
+        _emit_json(result.to_dict())
+    else:
+        click.echo(result.text, nl=False)
+
+
+@cli.group(context_settings=CONTEXT)
+def stage() -> None:
+    """Edit the pipeline file, datavc.toml.
+
+    \b
+    Example:
+      datavc stage add -n train -d data/features -o model.bin -- python train.py
+    """
+
+
+@stage.command("add", context_settings={"ignore_unknown_options": True})
+@click.option("-n", "--name", required=True, help="The stage's name.")
+@click.option("-d", "--dep", "deps", multiple=True, metavar="PATH", help="A dependency (repeat).")
+@click.option("-o", "--out", "outs", multiple=True, metavar="PATH", help="An output (repeat).")
+@click.option("-p", "--param", "params", multiple=True, metavar="FILE:KEY",
+              help="A parameter, e.g. params.toml:train.seed (repeat).")
+@click.option("--shell", is_flag=True, help="Run the command through the shell.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@json_option
+def stage_add(name: str, deps: tuple[str, ...], outs: tuple[str, ...], params: tuple[str, ...],
+              shell: bool, command: tuple[str, ...], as_json: bool) -> None:
+    """Add stage NAME running COMMAND to datavc.toml (the rest of the file is kept as it is).
+
+    A duplicate name or output, or a cycle, is refused. Adding to a pipeline you trusted
+    (or a new one) keeps it trusted: you wrote it.
+
+    \b
+    Example:
+      datavc stage add -n eval -d model.bin -o metrics.json -- python src/eval.py
+    """
+    result = _repo().stage_add(name, list(command), deps=list(deps), outs=list(outs),
+                               params=list(params), shell=shell)
+    if as_json:
+        _emit_json(result.to_dict())
+        return
+    click.echo(f"Added stage '{result.name}' to {result.path}.")
+    if not result.trusted:
+        click.echo("The pipeline is not trusted here: review it, then run `datavc trust`.")
+
+
+@cli.command()
+@json_option
+def trust(as_json: bool) -> None:
+    """Allow the commands of this clone's datavc.toml, as it is now, to run.
+
+    Recorded in your own config ($XDG_CONFIG_HOME/datavc/trust.json) against the file's
+    SHA-256: after the file changes (e.g. a pull), `datavc repro` asks for trust again.
+
+    \b
+    Example:
+      git clone URL proj && cd proj && cat datavc.toml && datavc trust
+    """
+    result = _repo().trust()
+    if as_json:
+        _emit_json(result.to_dict())
+        return
+    click.echo(f"Trusted {result.root}/datavc.toml (sha256 {result.digest[:16]}…).")
 
 
 def _duration(text: str) -> float:

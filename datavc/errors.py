@@ -71,6 +71,18 @@ class ConfigError(InvalidInputError):
     """The configuration is invalid."""
 
 
+class UntrustedPipelineError(InvalidInputError):
+    """The pipeline's commands are not trusted in this clone (``datavc trust``)."""
+
+
+class StageFailedError(DatavcError):
+    """A pipeline stage's command failed; its dependents did not run."""
+
+    def __init__(self, message: str, *, result: object = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.result = result
+
+
 class ResourceError(DatavcError):
     """No space, permission denied, file too large, read-only file system."""
 

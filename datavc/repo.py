@@ -14,7 +14,10 @@ no printing. The CLI is a thin shell over this class.
   ``status --remote`` and the fallback of reading to the default remote;
 - ``datavc.maintain``: ``Maintenance``: ``check``, ``level``, ``install``/``uninstall``,
   ``gc``, ``fsck`` (and their records ``CheckResult``, ``LevelReport``, ``GcResult``,
-  ``FsckResult``).
+  ``FsckResult``);
+- ``datavc.pipelines_api``: ``Pipelines``: ``repro``, ``dag``, ``stage_add``, ``trust``,
+  ``pipeline``, and stage outputs in ``checkout`` (records ``ReproResult``, ``StageRun``,
+  ``Reason``, ``DagResult``, ``StageAddResult``, ``TrustResult``).
 
 Layers below them: hashing → objects → listing/manifest → tree/state → workspace → scm →
 remotes/transfer.
@@ -23,7 +26,16 @@ remotes/transfer.
 from __future__ import annotations
 
 from .history import LS_SCHEMA, History, write_ls_parquet
-from .maintain import CheckResult, FsckResult, GcResult, LevelReport, Maintenance
+from .maintain import CheckResult, FsckResult, GcResult, LevelReport
+from .pipelines_api import (
+    DagResult,
+    Pipelines,
+    Reason,
+    ReproResult,
+    StageAddResult,
+    StageRun,
+    TrustResult,
+)
 from .repo_core import DATAVC_DIR, GITIGNORE, find_root
 from .results import (
     AddResult,
@@ -38,10 +50,11 @@ from .results import (
 
 __all__ = [
     "DATAVC_DIR", "GITIGNORE", "LS_SCHEMA", "AddResult", "CheckResult", "CheckoutResult",
-    "CommitResult", "DiffStat", "FsckResult", "GcResult", "LevelReport", "LogEntry", "LsEntry",
-    "Repo", "TargetStatus", "TransferResult", "find_root", "write_ls_parquet",
+    "CommitResult", "DagResult", "DiffStat", "FsckResult", "GcResult", "LevelReport",
+    "LogEntry", "LsEntry", "Reason", "Repo", "ReproResult", "StageAddResult", "StageRun",
+    "TargetStatus", "TransferResult", "TrustResult", "find_root", "write_ls_parquet",
 ]
 
 
-class Repo(History, Maintenance):
+class Repo(History, Pipelines):
     """A datavc repository: a work tree with a ``.datavc`` directory at its root."""

@@ -23,3 +23,7 @@ class Reporter:
 
     def warn(self, message: str) -> None:
         print(f"datavc: warning: {message}", file=sys.stderr)
+
+    def info(self, message: str) -> None:
+        """A step of long work a person may follow (e.g. which stage runs now)."""
+        print(f"datavc: {message}", file=sys.stderr)

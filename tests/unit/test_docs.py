@@ -144,11 +144,17 @@ def _json_shapes():
         AddResult,
         CheckoutResult,
         CommitResult,
+        DagResult,
         DiffStat,
         LogEntry,
         LsEntry,
+        Reason,
+        ReproResult,
+        StageAddResult,
+        StageRun,
         TargetStatus,
         TransferResult,
+        TrustResult,
     )
     from datavc.transfer import Transfer
     from datavc.treediff import Change
@@ -170,6 +176,9 @@ def _json_shapes():
     diff = {"a": None, "b": None, "workspace": True, "changes": [change.to_dict()], "stat": stat}
     log = LogEntry("0" * 40, "A", "a@example.com", "2026-01-01T00:00:00+00:00", "v1", "added",
                    h(b""), 0, 0).to_dict()
+    reason = Reason("dep", "raw", "changed")
+    stage_run = StageRun("a", "would-run", [reason]).to_dict()
+    repro = ReproResult(True, [StageRun("a", "would-run", [reason])]).to_dict()
     # command: (type of the document, objects whose keys the section's tables must name,
     #           further objects that may appear in its example)
     return {
@@ -188,6 +197,11 @@ def _json_shapes():
         "datavc install": (list, [{"hook": "", "action": ""}], []),
         "datavc gc": (list, [GcResult("cache", True, 0, 0, 0, 0).to_dict()], []),
         "datavc fsck": (dict, [fsck_doc, fsck_problem], []),
+        "datavc repro": (dict, [repro, stage_run, reason.to_dict()], []),
+        "datavc dag": (dict, [DagResult("text", "", {}).to_dict(), {"name": "", "upstream": []}],
+                       []),
+        "datavc stage add": (dict, [StageAddResult("a", "datavc.toml", True).to_dict()], []),
+        "datavc trust": (dict, [TrustResult("/r", "0", "/t").to_dict()], []),
         "datavc remote list": (list, [RemoteInfo("s", "s3://b/p", True, {}, False).to_dict()],
                                [{"endpoint_url": "", "profile": "", "secret_access_key": ""}]),
     }
@@ -209,7 +223,8 @@ def _objects(doc):
                                      "datavc diff", "datavc log", "datavc remote list",
                                      "datavc push", "datavc pull", "datavc check",
                                      "datavc level", "datavc install", "datavc gc",
-                                     "datavc fsck"])
+                                     "datavc fsck", "datavc repro", "datavc dag",
+                                     "datavc stage add", "datavc trust"])
 def test_json_md_documents_every_key(command):
     import json
 

@@ -20,8 +20,10 @@ from datavc.errors import (
     ObjectMissingError,
     RemoteError,
     ResourceError,
+    StageFailedError,
     UnknownFormatError,
     UnsafePathError,
+    UntrustedPipelineError,
     UsageError,
     from_oserror,
 )
@@ -30,7 +32,8 @@ EXIT_CODES = [
     (DatavcError, 1), (ObjectMissingError, 1), (CheckoutConflictError, 1), (UsageError, 2),
     (IntegrityError, 3), (LockedError, 4), (RemoteError, 5), (InvalidInputError, 6),
     (UnsafePathError, 6), (UnknownFormatError, 6), (ConfigError, 6), (ResourceError, 7),
-    (NotARepoError, 10), (Interrupted, 130),
+    (NotARepoError, 10), (Interrupted, 130), (StageFailedError, 1),
+    (UntrustedPipelineError, 6),
 ]
 
 

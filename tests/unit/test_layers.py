@@ -23,13 +23,15 @@ ORDER = [
     "objects", "listing", "manifest",
     "state", "parallel", "tree", "treediff", "merge", "reader", "gc", "fsck",
     "links", "workspace",
-    "scm", "hooks", "audit", "config",
+    "scm", "hooks", "audit", "config", "trust",
+    "pipeline", "stagelock",  # datavc.toml and datavc.lock: parsed, validated, the graph
     "remote_base", "remote_local", "remote_s3", "remote",  # remotes: protocol, backends
     "transfer",  # push and fetch over a remote
     "results",  # the result records of the commands
     "repo_core", "worktree",  # the facade's base; add, commit, checkout, status
     "history", "sync",  # reading across revisions; remotes, push, fetch, pull
     "maintain",  # check, level, install/uninstall, gc, fsck
+    "pipelines_api",  # repro, dag, stage add, trust
     "repo",  # the facade: Repo assembled from the parts above, and their re-exports
     "datavc",  # the package itself (datavc/__init__.py): re-exports Repo lazily
     "progress", "cli", "__main__",  # the click shell

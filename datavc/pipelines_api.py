@@ -1,0 +1,474 @@
+"""The pipeline commands of ``datavc.Repo``: ``repro``, ``dag``, ``stage_add``, ``trust``
+(and their records). The cores are :mod:`datavc.pipeline` (the stages and their graph),
+:mod:`datavc.stagelock` (``datavc.lock``) and :mod:`datavc.trust`.
+
+A stage's dependencies and outputs are hashed exactly as ``add`` hashes a target, through
+the stat cache (an unchanged file is never hashed again); its outputs are stored in the cache
+as ``add`` stores them, recorded in the lock as a pointer manifest would record them, ignored
+in git, and restored by ``checkout``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import fsutil, manifest, scm, stagelock, tree
+from . import pipeline as pipeline_mod
+from . import trust as trust_mod
+from .config import read_toml
+from .errors import (
+    DatavcError,
+    StageFailedError,
+    UntrustedPipelineError,
+    UsageError,
+    from_oserror,
+)
+from .hashing import Oid
+from .maintain import Maintenance
+from .manifest import Pointer
+from .parallel import publish
+from .pipeline import Pipeline, Stage
+from .results import CheckoutResult
+from .stagelock import OutLock, StageLock
+from .state import StatCache
+
+FILENAME = pipeline_mod.FILENAME
+LOCKFILE = stagelock.FILENAME
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a stage is stale: ``kind`` is ``new``, ``forced``, ``cmd``, ``dep``, ``param``,
+    ``out`` or ``upstream``; ``path`` the dependency, param or output (or upstream stage)."""
+
+    kind: str
+    path: str | None
+    detail: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"kind": self.kind, "path": self.path, "detail": self.detail}
+
+    def __str__(self) -> str:
+        return f"{self.kind} '{self.path}' {self.detail}" if self.path else self.detail
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """One stage in a repro: ``status`` is ``ran``, ``up-to-date``, ``would-run`` (dry
+    run), ``failed`` or ``skipped`` (an upstream stage failed)."""
+
+    name: str
+    status: str
+    reasons: list[Reason] = field(default_factory=list)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "status": self.status,
+                "reasons": [r.to_dict() for r in self.reasons], "error": self.error}
+
+
+@dataclass(frozen=True)
+class ReproResult:
+    dry_run: bool
+    stages: list[StageRun]
+
+    @property
+    def failed(self) -> list[str]:
+        return [s.name for s in self.stages if s.status == "failed"]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"dry_run": self.dry_run, "stages": [s.to_dict() for s in self.stages],
+                "failed": self.failed}
+
+
+@dataclass(frozen=True)
+class DagResult:
+    """The pipeline graph: each stage with the stages it depends on, in topological order,
+    and ``text``, the graph rendered in ``format``."""
+
+    format: str
+    text: str
+    stages: dict[str, list[str]]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"format": self.format, "text": self.text,
+                "stages": [{"name": n, "upstream": u} for n, u in self.stages.items()]}
+
+
+@dataclass(frozen=True)
+class StageAddResult:
+    name: str
+    path: str
+    trusted: bool
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "path": self.path, "trusted": self.trusted}
+
+
+@dataclass(frozen=True)
+class TrustResult:
+    root: str
+    digest: str  # SHA-256 of datavc.toml, hex
+    trust_file: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"root": self.root, "digest": self.digest, "trust_file": self.trust_file}
+
+
+@dataclass
+class _Now:
+    """A stage's inputs and outputs as they are now: ids (None: missing), param values."""
+
+    deps: dict[str, Oid | None]
+    params: dict[str, Any]
+    outs: dict[str, Oid | None]
+
+
+class Pipelines(Maintenance):
+    """repro, dag, stage add and trust, plus stage outputs in ``checkout``."""
+
+    # ------------------------------------------------------------ reading
+
+    def _pipeline_bytes(self) -> bytes | None:
+        path = os.path.join(self.root, FILENAME)
+        try:
+            with open(path, "rb") as f:
+                return f.read(pipeline_mod.MAX_BYTES + 1)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise from_oserror(exc, FILENAME, "read") from exc
+
+    def pipeline(self) -> Pipeline:
+        """The validated pipeline of ``datavc.toml`` (exit 6 when invalid)."""
+        data = self._pipeline_bytes()
+        if data is None:
+            raise DatavcError(f"no {FILENAME} in {self.root}",
+                              hint="add a stage: datavc stage add -n NAME -d DEP -o OUT -- CMD")
+        return pipeline_mod.loads(data)
+
+    def _lock(self, sha: str | None = None) -> dict[str, StageLock]:
+        if sha is not None:
+            data = self.git.read_file(sha, LOCKFILE, max_bytes=stagelock.MAX_BYTES)
+            where = f"{LOCKFILE} at revision '{sha[:12]}'"
+        else:
+            where = LOCKFILE
+            try:
+                with open(os.path.join(self.root, LOCKFILE), "rb") as f:
+                    data = f.read(stagelock.MAX_BYTES + 1)
+            except FileNotFoundError:
+                data = None
+            except OSError as exc:
+                raise from_oserror(exc, LOCKFILE, "read") from exc
+        return {} if data is None else stagelock.loads(data, where=where)
+
+    def _write_lock(self, lock: dict[str, StageLock]) -> None:
+        fsutil.atomic_write(os.path.join(self.root, LOCKFILE), stagelock.dumps(lock),
+                     tmp_dir=self._tmp_dir)
+
+    def _check_outs(self, pipe: Pipeline) -> None:
+        """Outputs are neither tracked by git nor by a pointer manifest of their own."""
+        tracked = self.tracked()
+        git = self.git_or_none
+        for stage in pipe.stages.values():
+            for out in stage.outs:
+                files = git.tracked_under(out) if git is not None else []
+                if files:
+                    raise DatavcError(f"output '{out}' of stage '{stage.name}' is tracked by "
+                                      f"git (e.g. '{files[0]}')",
+                                      hint=f"stop tracking it: git rm -r --cached '{out}'")
+                for other in tracked:
+                    if pipeline_mod.overlaps(out, other):
+                        raise DatavcError(
+                            f"output '{out}' of stage '{stage.name}' overlaps '{other}', "
+                            f"tracked by {manifest.pointer_path(other)}",
+                            hint="a path is either a stage output or added data, not both")
+
+    # ------------------------------------------------------------ staleness
+
+    def _now(self, stage: Stage, state: StatCache) -> _Now:
+        params: dict[str, Any] = {}
+        docs: dict[str, dict[str, Any]] = {}
+        for p in stage.params:
+            if p.file not in docs:
+                self.target(os.path.join(self.root, p.file))  # no symlinked parents
+                docs[p.file] = read_toml(os.path.join(self.root, p.file))
+            params[p.spec] = p.value(docs[p.file], where=f"stage '{stage.name}'")
+        return _Now({d: self._content_id(d, state) for d in stage.deps}, params,
+                    {o: self._content_id(o, state) for o in stage.outs})
+
+    def _content_id(self, rel: str, state: StatCache) -> Oid | None:
+        self.target(os.path.join(self.root, rel))  # refuses symlinked parents
+        scan = self._scan_hashed(rel, state, locked=True)
+        if scan.root is None:
+            return None
+        tree.finish(scan.root, store=None, where=rel)
+        return Oid(scan.root.digest)
+
+    @staticmethod
+    def _reasons(stage: Stage, old: StageLock | None, now: _Now) -> list[Reason]:
+        if old is None:
+            return [Reason("new", None, "never ran")]
+        out: list[Reason] = []
+        if old.cmd != stage.cmd_json:
+            out.append(Reason("cmd", None, "the command changed"))
+        for dep, oid in now.deps.items():
+            if oid is None:
+                out.append(Reason("dep", dep, "is missing"))
+            elif dep not in old.deps:
+                out.append(Reason("dep", dep, "is new"))
+            elif old.deps[dep] != oid:
+                out.append(Reason("dep", dep, "changed"))
+        out += [Reason("dep", d, "was removed") for d in sorted(set(old.deps) - set(now.deps))]
+        for spec, value in now.params.items():
+            if spec not in old.params:
+                out.append(Reason("param", spec, "is new"))
+            elif old.params[spec] != value:
+                out.append(Reason("param", spec, f"changed: {old.params[spec]!r} -> {value!r}"))
+        out += [Reason("param", p, "was removed")
+                for p in sorted(set(old.params) - set(now.params))]
+        for path, oid in now.outs.items():
+            if oid is None:
+                out.append(Reason("out", path, "is missing"))
+            elif path not in old.outs:
+                out.append(Reason("out", path, "is not recorded"))
+            elif old.outs[path].oid != oid:
+                out.append(Reason("out", path, "was modified"))
+        return out
+
+    # ------------------------------------------------------------ repro
+
+    def repro(self, stages: list[str] | None = None, *, jobs: int | None = None,
+              dry_run: bool = False, force: bool = False) -> ReproResult:
+        """Run the stale stages (of ``stages`` and what they depend on; all by default) in
+        dependency order, independent ones ``jobs`` at a time. With ``dry_run``, run nothing
+        and say what would run and why. Needs trust (``trust``) unless ``dry_run``.
+        A failed stage raises :class:`StageFailedError` (its ``result`` is the
+        :class:`ReproResult`) after the other stages that could run have run."""
+        pipe = self.pipeline()
+        names = pipe.closure(stages) if stages else list(pipe.order)
+        if not dry_run:
+            self._require_trust()
+        if jobs is not None and jobs < 1:
+            raise UsageError("-j/--jobs must be at least 1")
+        self._check_outs(pipe)
+        with self._locked("repro"):
+            state = self._state()
+            try:
+                runs = _Scheduler(self, pipe, names, state, self._lock(), dry_run=dry_run,
+                                  force=force, jobs=jobs or 1).run()
+            finally:
+                state.save()
+        result = ReproResult(dry_run, [runs[n] for n in names])
+        if result.failed:
+            raise StageFailedError(
+                f"stage '{result.failed[0]}' failed: {runs[result.failed[0]].error}",
+                result=result, hint=f"fix it and run `datavc repro` again; {LOCKFILE} "
+                                    "keeps the last good run of the failed stages")
+        return result
+
+    def _require_trust(self) -> None:
+        data = self._pipeline_bytes() or b""
+        if not trust_mod.is_trusted(self.root, trust_mod.digest(data)):
+            raise UntrustedPipelineError(
+                f"the commands of {os.path.join(self.root, FILENAME)} are not trusted in "
+                "this clone (new, or changed since you trusted it)",
+                hint="read datavc.toml, then run `datavc trust` to allow its commands to run")
+
+    def _run_cmd(self, stage: Stage) -> str | None:
+        """Run ``stage``'s command at the repository root; None or why it failed. Its
+        output goes to datavc's stderr, keeping stdout for datavc's own report."""
+        try:
+            proc = subprocess.run(stage.argv(), cwd=self.root, shell=stage.shell,
+                                  stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno(),
+                                  check=False)
+        except OSError as exc:
+            return f"cannot run {stage.cmd_json!r}: {exc.strerror or exc}"
+        if proc.returncode != 0:
+            return f"command exited with status {proc.returncode}"
+        return None
+
+    def _store_outs(self, stage: Stage, state: StatCache) -> dict[str, OutLock] | str:
+        """Store ``stage``'s outputs as ``add`` would; their lock entries, or an error."""
+        missing = [o for o in stage.outs if not os.path.lexists(os.path.join(self.root, o))]
+        if missing:
+            return f"the command did not create output '{missing[0]}'"
+        staged = [self._stage(out, state) for out in stage.outs]
+        publish(self.store, jobs=self.jobs)
+        outs = {}
+        for rel, root, _, _, scan in staged:
+            state.retain_under(rel, scan.seen)
+            nfiles = root.nfiles if isinstance(root, tree.DirNode) else 1
+            outs[rel] = OutLock(tree.root_kind(root), Oid(root.digest), root.size, nfiles)
+            if self.git_or_none is not None:
+                scm.ensure_ignored(self.root, rel, tmp_dir=self._tmp_dir)
+        for rel, root, stored, _, _ in staged:
+            self._relink(rel, root, stored, state)
+        return outs
+
+    # ------------------------------------------------------------ checkout of outputs
+
+    def _lock_pointers(self, sha: str | None) -> dict[str, Pointer]:
+        found = {}
+        for entry in self._lock(sha).values():
+            for path, out in entry.outs.items():
+                found[path] = Pointer(out.kind, out.oid, out.size,  # type: ignore[arg-type]
+                                      out.nfiles, {})
+        return found
+
+    def _holder(self, rel: str, sha: str | None) -> tuple[Pointer, tuple[str, ...]] | None:
+        found = super()._holder(rel, sha)
+        if found is not None:
+            return found
+        for out, pointer in self._lock_pointers(sha).items():
+            if rel == out:
+                return pointer, ()
+            if rel.startswith(out + "/"):
+                return pointer, tuple(rel[len(out) + 1:].split("/"))
+        return None
+
+    def checkout(self, targets: list[str] | None = None, *, rev: str | None = None,
+                 force: bool = False) -> list[CheckoutResult]:
+        """``Worktree.checkout``; by default also the stage outputs that ``datavc.lock``
+        records (of revision ``rev`` with ``rev``)."""
+        if not targets:
+            sha = self.resolve(rev) if rev is not None else None
+            outs = sorted(self._lock_pointers(sha))
+            if outs:
+                targets = [os.path.join(self.root, t) for t in self.tracked(sha) + outs]
+        return super().checkout(targets, rev=rev, force=force)
+
+    # ------------------------------------------------------------ dag, stage add, trust
+
+    def dag(self, *, format: str = "text") -> DagResult:  # noqa: A002 - the CLI's name
+        """The pipeline graph, rendered as ``text``, ``mermaid`` or ``dot``."""
+        pipe = self.pipeline()
+        return DagResult(format, pipeline_mod.render(pipe, format),
+                         {n: list(pipe.upstream[n]) for n in pipe.order})
+
+    def stage_add(self, name: str, cmd: list[str], *, deps: list[str] | None = None,
+                  outs: list[str] | None = None, params: list[str] | None = None,
+                  shell: bool = False) -> StageAddResult:
+        """Append stage ``name`` to ``datavc.toml``, keeping the rest of it byte for byte.
+        A duplicate name or output, or a cycle, is refused. When the file was trusted (or
+        did not exist), the new file is trusted too: its author is this user."""
+        if not cmd:
+            raise UsageError("no command given", hint="put it after --: datavc stage add -n "
+                                                      "NAME -d DEP -o OUT -- python x.py")
+        with self._locked("stage add"):
+            return self._stage_add(name, cmd, deps or [], outs or [], params or [], shell)
+
+    def _stage_add(self, name: str, cmd: list[str], deps: list[str], outs: list[str],
+                   params: list[str], shell: bool) -> StageAddResult:
+        old = self._pipeline_bytes()
+        text = (old or b"").decode("utf-8", "replace")
+        if old is not None and name in pipeline_mod.loads(old).stages:
+            raise UsageError(f"stage '{name}' already exists in {FILENAME}")
+        where = f"stage '{name}'"
+        stage = Stage(name, cmd[0] if shell and len(cmd) == 1 else tuple(cmd),
+                      tuple(self.target(p) for p in deps), tuple(self.target(p) for p in outs),
+                      tuple(pipeline_mod.Param.parse(p, where=where) for p in params), shell)
+        new = pipeline_mod.append_stage(text, stage).encode()
+        pipeline_mod.loads(new)  # refuses duplicates and cycles, naming the stages
+        was_trusted = old is None or trust_mod.is_trusted(self.root, trust_mod.digest(old))
+        fsutil.atomic_write(os.path.join(self.root, FILENAME), new, tmp_dir=self._tmp_dir)
+        if was_trusted:
+            trust_mod.record(self.root, trust_mod.digest(new))
+        return StageAddResult(name, FILENAME, was_trusted)
+
+    def trust(self) -> TrustResult:
+        """Allow the commands of this clone's ``datavc.toml``, as it is now, to run."""
+        data = self._pipeline_bytes()
+        if data is None:
+            raise DatavcError(f"no {FILENAME} in {self.root}: nothing to trust")
+        pipeline_mod.loads(data)  # never trust what cannot be read
+        sha = trust_mod.digest(data)
+        return TrustResult(os.path.realpath(self.root), sha, trust_mod.record(self.root, sha))
+
+
+class _Scheduler:
+    """Runs the stale stages of ``names`` in dependency order, ``jobs`` commands at once.
+
+    Commands run in threads (each waits on its subprocess); hashing and storing happen in
+    the calling thread only, one stage at a time, so the stat cache and the object store
+    see one writer."""
+
+    def __init__(self, repo: Pipelines, pipe: Pipeline, names: list[str], state: StatCache,
+                 lock: dict[str, StageLock], *, dry_run: bool, force: bool, jobs: int) -> None:
+        self.repo, self.pipe, self.names, self.state = repo, pipe, names, state
+        self.lock, self.dry_run, self.force, self.jobs = lock, dry_run, force, jobs
+        self.done: dict[str, StageRun] = {}
+        self.pending = list(names)
+        self.running: dict[Future[str | None], tuple[str, _Now, list[Reason]]] = {}
+
+    def run(self) -> dict[str, StageRun]:
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            while self.pending or self.running:
+                self._start_ready(pool)
+                if not self.running:
+                    if self.pending:  # nothing runs and nothing can start: cannot happen
+                        raise DatavcError(f"stages cannot be scheduled: {self.pending}")
+                    break
+                finished, _ = wait(list(self.running), return_when=FIRST_COMPLETED)
+                for future in finished:
+                    self._finish(future)
+        return self.done
+
+    def _ups(self, name: str) -> list[str]:
+        return [u for u in self.pipe.upstream[name] if u in self.names]
+
+    def _start_ready(self, pool: ThreadPoolExecutor) -> None:
+        for name in list(self.pending):
+            if len(self.running) >= self.jobs:
+                return
+            ups = self._ups(name)
+            if any(u not in self.done for u in ups):
+                continue
+            self.pending.remove(name)
+            self._start(pool, name, ups)
+
+    def _start(self, pool: ThreadPoolExecutor, name: str, ups: list[str]) -> None:
+        bad = [u for u in ups if self.done[u].status in ("failed", "skipped")]
+        if bad:
+            self.done[name] = StageRun(name, "skipped", [], f"upstream stage '{bad[0]}' failed")
+            return
+        stage = self.pipe.stages[name]
+        now = self.repo._now(stage, self.state)
+        reasons = self.repo._reasons(stage, self.lock.get(name), now)
+        if self.force and not reasons:
+            reasons = [Reason("forced", None, "--force")]
+        if self.dry_run:
+            reasons += [Reason("upstream", u, "would run") for u in ups
+                        if self.done[u].status == "would-run"]
+            self.done[name] = StageRun(name, "would-run" if reasons else "up-to-date", reasons)
+            return
+        if not reasons:
+            self.done[name] = StageRun(name, "up-to-date")
+            return
+        missing = [d for d, oid in now.deps.items() if oid is None]
+        if missing:
+            self.done[name] = StageRun(name, "failed", reasons,
+                                       f"dependency '{missing[0]}' does not exist")
+            return
+        self.repo.reporter.info(f"Running stage '{name}' ({reasons[0]})")
+        self.running[pool.submit(self.repo._run_cmd, stage)] = (name, now, reasons)
+
+    def _finish(self, future: Future[str | None]) -> None:
+        name, now, reasons = self.running.pop(future)
+        stage = self.pipe.stages[name]
+        error = future.result()
+        outs = self.repo._store_outs(stage, self.state) if error is None else error
+        if isinstance(outs, str):
+            self.done[name] = StageRun(name, "failed", reasons, outs)
+            return
+        deps = {d: oid for d, oid in now.deps.items() if oid is not None}
+        self.lock[name] = StageLock(stage.cmd_json, deps, now.params, outs)
+        self.lock = {n: e for n, e in self.lock.items() if n in self.pipe.stages}
+        self.repo._write_lock(self.lock)
+        self.done[name] = StageRun(name, "ran", reasons)
+
