@@ -84,6 +84,18 @@ class Remote(Protocol):
         """The remote for messages: a URL or path without credentials or user-info."""
         ...
 
+    def begin_batch(self) -> None:
+        """Let the following puts defer their durability to :meth:`end_batch` (a directory
+        remote then syncs once per batch instead of twice per object, as the cache does);
+        a backend whose writes are durable when acknowledged (S3) ignores it."""
+        ...
+
+    def end_batch(self, *, commit: bool) -> None:
+        """End a batch: with ``commit``, make every object put since :meth:`begin_batch`
+        durable and visible under its key (sync barrier, renames, barrier); without, discard
+        the ones not yet visible. An object is never visible before its bytes are durable."""
+        ...
+
     def close(self) -> None:
         """Release connections and threads; the remote must not be used afterwards."""
         ...

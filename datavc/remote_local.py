@@ -38,6 +38,7 @@ class LocalRemote:
         self.tmp_dir = os.path.join(self.root, "tmp")
         self._cleaned = False
         self._lock = threading.Lock()
+        self._batch: list[tuple[str, str]] | None = None  # (temp, key) awaiting end_batch
 
     def __repr__(self) -> str:
         return f"LocalRemote({self.root!r})"
@@ -116,6 +117,35 @@ class LocalRemote:
 
     # ------------------------------------------------------------------ writing
 
+    def begin_batch(self) -> None:
+        with self._lock:
+            self._batch = []
+
+    def end_batch(self, *, commit: bool) -> None:
+        with self._lock:
+            batch, self._batch = self._batch, None
+        if not batch:
+            return
+        try:
+            if commit:
+                fsutil.sync_barrier(self.root)  # every temp's bytes are durable
+                for tmp, dest in batch:
+                    self._rename(tmp, dest)
+                fsutil.sync_barrier(self.root)  # and so are their names
+        except OSError as exc:
+            raise remote_oserror(exc, self.objects_dir, "write objects") from None
+        finally:
+            for tmp, _ in batch:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+
+    def _rename(self, tmp: str, dest: str) -> None:
+        try:
+            os.rename(tmp, dest)
+        except FileNotFoundError:  # the first object under this prefix
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            os.rename(tmp, dest)
+
     def put(self, oid: Oid, path: str, size: int) -> None:
         dest = self._path(oid)
         self._prepare()
@@ -124,9 +154,17 @@ class LocalRemote:
         except OSError as exc:
             raise from_oserror(exc, path, "read") from None
         tmp = os.path.join(self.tmp_dir, f"{oid.hex}-{fsutil.tmp_name()}")
+        batched = self._batch is not None
         try:
-            self._write_tmp(oid, src, path, size, tmp)
+            self._write_tmp(oid, src, path, size, tmp, durable=not batched)
             crash.point("remote-tmp-written")
+            if batched:
+                with self._lock:
+                    if self._batch is not None:
+                        self._batch.append((tmp, dest))
+                        tmp = ""  # owned by the batch now
+                        return
+                self._fsync_file(tmp)  # the batch ended meanwhile: publish on our own
             try:
                 os.rename(tmp, dest)
             except FileNotFoundError:  # the first object under this prefix
@@ -138,11 +176,22 @@ class LocalRemote:
             raise remote_oserror(exc, dest, "write object") from None
         finally:
             os.close(src)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            if tmp:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
 
-    def _write_tmp(self, oid: Oid, src: int, path: str, size: int, tmp: str) -> None:
-        """Copy ``src`` into a new read-only ``tmp``, verify it is ``oid``, fsync it."""
+    @staticmethod
+    def _fsync_file(path: str) -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _write_tmp(self, oid: Oid, src: int, path: str, size: int, tmp: str, *,
+                   durable: bool = True) -> None:
+        """Copy ``src`` into a new read-only ``tmp``, verify it is ``oid``, and (when
+        ``durable``) fsync it."""
         out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
         try:
             digest = copy_and_hash(src, out)
@@ -152,7 +201,8 @@ class LocalRemote:
                     f"'{path}' does not hold object {oid} ({written} bytes read, {size} "
                     f"expected): not uploaded to {self.describe()}",
                     hint="run `datavc fsck` to find and repair corrupt cache objects")
-            os.fsync(out)
+            if durable:
+                os.fsync(out)
         finally:
             os.close(out)
 

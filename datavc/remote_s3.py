@@ -124,6 +124,12 @@ class S3Remote:
             url += f" (endpoint {redact(self.endpoint_url)})"
         return url
 
+    def begin_batch(self) -> None:
+        """A PUT is durable when acknowledged: nothing to defer."""
+
+    def end_batch(self, *, commit: bool) -> None:
+        """Nothing was deferred."""
+
     def close(self) -> None:
         with self._lock:
             pool, self._pool = self._pool, None

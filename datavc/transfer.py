@@ -163,7 +163,7 @@ def push(store: ObjectStore, remote: Remote, roots: list[Root], *, jobs: int,
         reporter.advance(1, sizes[oid])
 
     try:
-        _run(jobs, put, files)
+        _batched(remote, lambda: _run(jobs, put, files))
         on_remote = (wanted - absent) | set(files)
         pending = {o for o in tree.listings if o in absent and o in local}
         while pending:  # one round per level of the tree, bottom up
@@ -171,12 +171,26 @@ def push(store: ObjectStore, remote: Remote, roots: list[Root], *, jobs: int,
                             if all(k in on_remote for k in tree.kids.get(o, ()))), key=str)
             if not ready:
                 break  # the rest name something that is not on the remote
-            _run(jobs, put, ready)
+            _batched(remote, lambda ready=ready: _run(jobs, put, ready))  # type: ignore[misc]
             on_remote.update(ready)
             pending.difference_update(ready)
     finally:
         reporter.end()
     return out
+
+
+def _batched(remote: Remote, work: Callable[[], object]) -> None:
+    """``work`` (puts) inside one remote batch: its objects become durable and visible
+    together when it succeeds, and none of those not yet visible do when it fails. Each
+    batch ends before the next level's listings are put, so objects stay before the
+    listings that name them."""
+    remote.begin_batch()
+    try:
+        work()
+    except BaseException:
+        remote.end_batch(commit=False)
+        raise
+    remote.end_batch(commit=True)
 
 
 def _cached(store: ObjectStore, oid: Oid) -> bytes | None:

@@ -188,7 +188,10 @@ def test_kill_during_push(kind, point, after, tpl, work, proxy, request):
         assert remote.uploads() and big not in on_remote
     if point == "remote-tmp-written":
         assert list((remote.path / "tmp").iterdir())  # killed mid-write: a temp, in tmp/
-    if after == len(tpl.ids) + LAST:  # killed among the listings: some are there already
+    if after == len(tpl.ids) + LAST and kind == "s3":
+        # killed among the listings: on S3 each PUT is visible at once, so some are there;
+        # a directory remote publishes one tree level per batch, so none of the killed
+        # level's are
         assert any(listing_rows(v) is not None for v in on_remote.values())
     assert_local_sound(root, tpl.expected)
 

@@ -620,3 +620,22 @@ def test_no_thread_is_left_behind(s3, files):
     s3.missing(random_oids(600, seed=6))
     s3.close()
     assert threading.active_count() <= before
+
+
+def test_a_batch_publishes_together_or_not_at_all(remote, files):
+    """Inside a batch a directory remote defers durability to end_batch (one pair of sync
+    barriers): nothing is visible before it, everything after a commit, nothing after an
+    abort. S3 puts are durable at once; the batch changes nothing there."""
+    a, b = files.add(b"batched a"), files.add(b"batched b")
+    remote.begin_batch()
+    remote.put(*a)
+    if isinstance(remote, LocalRemote):
+        assert remote.missing([a[0]]) == {a[0]}
+    remote.end_batch(commit=True)
+    assert remote.missing([a[0]]) == set() and fetch(remote, a[0]) == b"batched a"
+    remote.begin_batch()
+    remote.put(*b)
+    remote.end_batch(commit=False)
+    if isinstance(remote, LocalRemote):
+        assert remote.missing([b[0]]) == {b[0]}
+        assert not list(Path(remote.tmp_dir).iterdir())  # no temp left behind
