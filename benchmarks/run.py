@@ -324,7 +324,6 @@ class Bench:
     drop_failed: bool = False
     slept: int = 0
     remote: RemoteRun | None = None
-    ceiling: dict[str, float] | None = None  # raw boto3 PUT/GET rate of the moto server
 
     def settle(self, after_delete: bool = False) -> None:
         """sync + drop the page cache so the next command starts cold."""
@@ -797,6 +796,7 @@ class RemoteRun:
     origins: dict[tuple[str, str], Path] = field(default_factory=dict)
     digests: dict[str, tuple[int, int, str]] = field(default_factory=dict)
     moved: dict[str, dict[str, Transfer]] = field(default_factory=dict)  # row -> tool ->
+    ceilings: dict[str, dict[str, float]] = field(default_factory=dict)  # row -> raw rates
     clones: int = 0
 
     def remote_dir(self, tool: str, dataset: str) -> Path:
@@ -851,22 +851,33 @@ def start_moto(rr: RemoteRun, aws: dict[str, str]) -> None:
     bench.notes.append(f"S3: moto {version} standalone server (`python -m moto.server -H "
                        f"127.0.0.1`, pid {rr.moto.proc.pid if rr.moto.proc else '?'}) on the "
                        "same 2 cores; each tool has its own bucket, `s3://BUCKET/<dataset>`")
-    if bench.args.no_ceiling:
+    if not bench.args.no_ceiling:
+        n = CEILING_OBJECTS["quick" if bench.args.quick else "full"]
+        bench.notes.append(
+            f"Raw boto3 ceiling of the moto server, measured right before the pushes and "
+            f"again before the pulls of every S3 scenario (`benchmarks/s3ceiling.py`: {n:,} "
+            "objects of 4 KiB PUT, then GET, 16 threads, one client, into a bucket of its own)"
+            ": see the last two columns of the second table")
+
+
+def measure_ceiling(rr: RemoteRun, row: str) -> None:
+    """The server's raw boto3 PUT/s and GET/s now, under the load of the moment."""
+    bench, moto = rr.bench, rr.moto
+    if bench.args.no_ceiling or moto is None:
         return
     n = CEILING_OBJECTS["quick" if bench.args.quick else "full"]
-    rr.moto.reset([])
-    since = rr.moto.mark()
-    out = sh([python, str(HERE / "s3ceiling.py"), "--endpoint", rr.moto.url, "--bucket",
-              "ceiling", "--objects", str(n), "--size", "4096", "--jobs", "16"], env=env)
-    got = json.loads(out)
-    reqs = rr.moto.requests(since)
-    bench.ceiling = got
-    bench.notes.append(
-        f"Raw boto3 ceiling of this moto server, measured in this run (`benchmarks/s3ceiling.py`:"
-        f" {n:,} objects of 4 KiB, 16 threads, one client): {got['put_per_s']:.0f} PUT/s, "
-        f"{got['get_per_s']:.0f} GET/s (moto logged {sum(reqs.values()):,} requests); load "
-        f"average then {load()}")
-    rr.moto.reset([])
+    bucket = f"ceiling-{len(rr.ceilings)}"
+    try:
+        out = sh([moto.python, str(HERE / "s3ceiling.py"), "--endpoint", moto.url, "--bucket",
+                  bucket, "--objects", str(n), "--size", "4096", "--jobs", "16"], env=moto.env)
+        got = json.loads(out)
+    except (RuntimeError, ValueError) as exc:
+        bench.notes.append(f"{row}: the ceiling measurement failed: {str(exc)[:300]}")
+        return
+    got["load"] = os.getloadavg()[0]
+    rr.ceilings[row] = got
+    print(f"  ceiling before {row}: {got['put_per_s']:.0f} PUT/s, {got['get_per_s']:.0f} GET/s, "
+          f"load {load()}", flush=True)
 
 
 def setup_origin(rr: RemoteRun, tool: Tool, dataset: str, kinds: list[str]) -> None:
@@ -947,6 +958,8 @@ def run_stage(rr: RemoteRun, stage: str) -> None:
         row = f"{stage} {op}"
         runs[op] = {t.name: [] for t in live}
         failed[op] = {}
+        if kind == "s3":
+            measure_ceiling(rr, row)
         for _ in range(repeats):
             if op == "push":
                 wipe_remotes(rr, dataset, kind, live)
@@ -1144,7 +1157,8 @@ def transfer_table(bench: Bench) -> list[str]:
     if rr is None or not rr.moved:
         return []
     lines = ["| row | tool | objects moved | objects/s | S3 requests | requests per file "
-             "| requests/s |", "|---|---|--:|--:|---|--:|--:|"]
+             "| requests/s | raw boto3 ceiling then (load) | objects/s vs ceiling |",
+             "|---|---|--:|--:|---|--:|--:|--:|--:|"]
     for row in REMOTE_LABELS:
         stage = row.split()[0]
         nfiles = rr.digests[REMOTE_STAGES[stage][0]][0] if stage in REMOTE_STAGES else 0
@@ -1157,10 +1171,17 @@ def transfer_table(bench: Bench) -> list[str]:
                               sorted(moved.requests, key=lambda k: (
                                   REQUEST_KINDS.index(k) if k in REQUEST_KINDS else 99, k)))
             s3 = REMOTE_STAGES[stage][1] == "s3"
+            ceiling, vs = "–", "–"
+            if s3 and row in rr.ceilings:
+                c = rr.ceilings[row]
+                verb = "PUT" if row.endswith("push") else "GET"
+                rate = c[f"{verb.lower()}_per_s"]
+                ceiling = f"{rate:,.0f} {verb}/s ({c['load']:.1f})"
+                vs = f"{moved.objects / res.seconds / rate:.0%}"
             lines.append(f"| {row} | {tool} | {moved.objects:,} "
                          f"| {moved.objects / res.seconds:,.0f} | {kinds if s3 else '–'} "
                          f"| {f'{total / nfiles:.3f}' if s3 else '–'} "
-                         f"| {f'{total / res.seconds:,.0f}' if s3 else '–'} |")
+                         f"| {f'{total / res.seconds:,.0f}' if s3 else '–'} | {ceiling} | {vs} |")
     return lines
 
 
@@ -1242,7 +1263,11 @@ def report(bench: Bench, started: dt.datetime, took: float) -> str:
                    "listings too, one per directory plus the top; DVC one `.dir` object); "
                    "objects/s and requests/s use the median time; S3 requests = the lines "
                    "moto's request log gained during the last run (LIST = ListObjectsV2, "
-                   "PUT part / POST mpu = multipart upload parts and create/complete).")
+                   "PUT part / POST mpu = multipart upload parts and create/complete). Raw "
+                   "boto3 ceiling then = `s3ceiling.py` run right before that row's runs (the "
+                   "1-minute load average then in parentheses); objects/s vs ceiling = the "
+                   "row's objects/s over it (the ceiling moves 4 KiB objects, so rows with "
+                   "bigger objects cannot reach it).")
     if bench.args.group == "history":
         rows = history_table(bench)
         legend += (f" Each command ran {bench.args.repeats}× per cache state, datavc and DVC "
