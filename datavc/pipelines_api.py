@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import fsutil, manifest, scm, stagelock, tree
@@ -29,7 +29,7 @@ from .errors import (
     from_oserror,
 )
 from .hashing import Oid
-from .maintain import Maintenance
+from .maintain import LEVELS, CheckProblem, CheckResult, LevelReport, Maintenance
 from .manifest import Pointer
 from .parallel import publish
 from .pipeline import Pipeline, Stage
@@ -151,6 +151,43 @@ class Pipelines(Maintenance):
             raise DatavcError(f"no {FILENAME} in {self.root}",
                               hint="add a stage: datavc stage add -n NAME -d DEP -o OUT -- CMD")
         return pipeline_mod.loads(data)
+
+    # ------------------------------------------------- check and level, with stages
+
+    def check(self, targets: list[str] | None = None, *, remote: str | None = "",
+              staged: bool = False) -> CheckResult:
+        """:meth:`Maintenance.check`, plus (when no target is named and a pipeline exists)
+        one ``stage-stale`` problem per stage that is not up to date with the lock, and an
+        ``invalid`` one when the pipeline itself is refused."""
+        result = super().check(targets, remote=remote, staged=staged)
+        if targets or self._pipeline_bytes() is None:
+            return result
+        extra: list[CheckProblem] = []
+        try:
+            dry = self.repro(dry_run=True)
+        except DatavcError as exc:
+            extra.append(CheckProblem(FILENAME, "invalid", exc.message))
+        else:
+            extra += [CheckProblem(f"stage {s.name}", "stage-stale",
+                                   "; ".join(str(r) for r in s.reasons) + ": `datavc repro`")
+                      for s in dry.stages if s.status == "would-run"]
+        return replace(result, problems=sorted(result.problems + extra,
+                                               key=lambda p: (p.path, p.problem)))
+
+    def level(self) -> LevelReport:
+        """:meth:`Maintenance.level`; level 3 when, on top of level 2, a pipeline declares
+        stages and every stage is up to date with its lock."""
+        report = super().level()
+        if report.level < 2 or self._pipeline_bytes() is None:
+            return report
+        try:
+            dry = self.repro(dry_run=True)
+        except DatavcError:
+            return report
+        if not dry.stages or any(s.status != "up-to-date" for s in dry.stages):
+            return replace(report, next_step="bring the pipeline up to date: `datavc repro`")
+        summary, step = LEVELS[3]
+        return replace(report, level=3, summary=summary, next_step=step)
 
     def _lock(self, sha: str | None = None) -> dict[str, StageLock]:
         if sha is not None:

@@ -300,3 +300,29 @@ def test_check_reports_an_invalid_manifest(root, run):
     (root / "data.datavc").write_text('{"datavc": 99}')
     code, found = problems(run, "--no-remote")
     assert code == 1 and ("", "invalid") in found | {("", p) for _, p in found}
+
+
+# ------------------------------------------------------- with a pipeline
+
+def copy_stage(root, run):
+    (root / "src.txt").write_text("input\n")
+    code = "import shutil; shutil.copy('src.txt', 'out.txt')"
+    ok(run("stage", "add", "-n", "copy", "-d", "src.txt", "-o", "out.txt", "--",
+           sys.executable, "-c", code))
+
+
+def test_check_names_a_stale_stage_and_level_3_needs_an_up_to_date_pipeline(root, run,
+                                                                            tmp_path):
+    committed(root, run)
+    with_remote(root, run, tmp_path)
+    ok(run("push"))
+    copy_stage(root, run)
+    code, found = problems(run, "--no-remote")
+    assert code == 1 and found == {("stage copy", "stage-stale")}
+    assert json.loads(ok(run("level", "--json")).out)["level"] == 2
+    ok(run("repro"))
+    assert problems(run, "--no-remote") == (0, set())
+    doc = json.loads(ok(run("level", "--json")).out)
+    assert doc["level"] == 3, doc
+    (root / "src.txt").write_text("changed\n")
+    assert ("stage copy", "stage-stale") in problems(run, "--no-remote")[1]
