@@ -599,6 +599,10 @@ def level(as_json: bool) -> None:
         return
     click.echo(f"level {report.level}: {report.summary}.")
     for e in report.evidence[:10]:
+        if e.kind == "outside-pipeline":
+            click.echo(f"    tracked by hand, no stage reads or writes it: {e.path} "
+                       f"({e.files} file(s), {_size(e.size)})")
+            continue
         what = f"{e.files} data files, " if e.kind == "data-dir" else ""
         click.echo(f"    unversioned {e.kind}: {e.path} ({what}{_size(e.size)})")
     if len(report.evidence) > 10:

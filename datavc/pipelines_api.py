@@ -20,6 +20,7 @@ from typing import Any
 from . import fsutil, manifest, scm, stagelock, tree
 from . import pipeline as pipeline_mod
 from . import trust as trust_mod
+from .audit import Evidence
 from .config import read_toml
 from .errors import (
     DatavcError,
@@ -178,7 +179,15 @@ class Pipelines(Maintenance):
         """:meth:`Maintenance.level`; level 3 when, on top of level 2, a pipeline declares
         stages and every stage is up to date with its lock."""
         report = super().level()
-        if report.level < 2 or self._pipeline_bytes() is None:
+        if self._pipeline_bytes() is None:
+            return report
+        try:
+            pipe = self.pipeline()
+        except DatavcError:
+            return report
+        report = replace(report, evidence=sorted(
+            report.evidence + self._outside_pipeline(pipe), key=lambda e: e.path))
+        if report.level < 2:
             return report
         try:
             dry = self.repro(dry_run=True)
@@ -188,6 +197,22 @@ class Pipelines(Maintenance):
             return replace(report, next_step="bring the pipeline up to date: `datavc repro`")
         summary, step = LEVELS[3]
         return replace(report, level=3, summary=summary, next_step=step)
+
+    def _outside_pipeline(self, pipe: Pipeline) -> list[Evidence]:
+        """Tracked targets that no stage reads or writes: data added by hand next to a
+        pipeline, which is how outputs made outside it look (``kind`` ``outside-pipeline``)."""
+        used = [p for st in pipe.stages.values() for p in (*st.deps, *st.outs)]
+        out = []
+        for rel in self.tracked():
+            if any(u == rel or u.startswith(rel + "/") or rel.startswith(u + "/")
+                   for u in used):
+                continue
+            try:
+                pointer = self.read_pointer(rel)
+            except DatavcError:
+                continue
+            out.append(Evidence("outside-pipeline", rel, pointer.size, pointer.nfiles))
+        return out
 
     def _lock(self, sha: str | None = None) -> dict[str, StageLock]:
         if sha is not None:

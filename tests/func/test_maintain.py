@@ -324,5 +324,9 @@ def test_check_names_a_stale_stage_and_level_3_needs_an_up_to_date_pipeline(root
     assert problems(run, "--no-remote") == (0, set())
     doc = json.loads(ok(run("level", "--json")).out)
     assert doc["level"] == 3, doc
+    # data/ was added by hand and no stage reads or writes it
+    assert [(e["kind"], e["path"]) for e in doc["unversioned"]] == [("outside-pipeline",
+                                                                     "data")]
+    assert "tracked by hand, no stage reads or writes it: data" in ok(run("level")).out
     (root / "src.txt").write_text("changed\n")
     assert ("stage copy", "stage-stale") in problems(run, "--no-remote")[1]
