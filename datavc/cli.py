@@ -646,7 +646,8 @@ def uninstall(as_json: bool) -> None:
 
 
 def _render_repro(result: ReproResult) -> None:
-    verbs = {"ran": "Ran", "would-run": "Would run", "failed": "Failed", "skipped": "Skipped"}
+    verbs = {"ran": "Ran", "restored": "Restored", "would-run": "Would run",
+             "would-restore": "Would restore", "failed": "Failed", "skipped": "Skipped"}
     for s in result.stages:
         if s.status == "up-to-date":
             continue
@@ -662,17 +663,24 @@ def _render_repro(result: ReproResult) -> None:
 @click.option("-j", "--jobs", type=click.IntRange(min=1), metavar="N",
               help="Run up to N independent stages at once (default 1).")
 @click.option("--dry-run", is_flag=True, help="Run nothing: say which stages would run, and why.")
-@click.option("-f", "--force", is_flag=True, help="Run the stages even when up to date.")
+@click.option("-f", "--force", is_flag=True,
+              help="Run the stages even when up to date (and never restore them from the "
+                   "run-cache).")
+@click.option("--no-run-cache", is_flag=True,
+              help="Run stale stages even when the run-cache could restore their outputs.")
 @json_option
 def repro(stages: tuple[str, ...], jobs: int | None, dry_run: bool, force: bool,
-          as_json: bool) -> None:
+          no_run_cache: bool, as_json: bool) -> None:
     """Run the pipeline stages (of datavc.toml) whose command, dependencies' content, params
     or outputs changed, in dependency order; with STAGE..., those and what they depend on.
 
     Outputs are stored in the cache and recorded in datavc.lock; a timestamp alone never
-    reruns anything. The commands of a cloned pipeline run only after `datavc trust` (exit 6
-    until then). Stage commands write to stderr. A failed stage exits 1, naming it; its
-    dependents do not run and datavc.lock keeps its last good run.
+    reruns anything. Each successful run is recorded in the run-cache: a stale stage whose
+    command, dependencies and params match a recorded run has its outputs restored from
+    the cache, without running (`Restored stage`). The commands of a cloned pipeline run
+    only after `datavc trust` (exit 6 until then). Stage commands write to stderr. A failed
+    stage exits 1, naming it; its dependents do not run and datavc.lock keeps its last good
+    run.
 
     \b
     Example:
@@ -681,7 +689,8 @@ def repro(stages: tuple[str, ...], jobs: int | None, dry_run: bool, force: bool,
       datavc repro train
     """
     try:
-        result = _repo().repro(list(stages) or None, jobs=jobs, dry_run=dry_run, force=force)
+        result = _repo().repro(list(stages) or None, jobs=jobs, dry_run=dry_run, force=force,
+                               run_cache=not no_run_cache)
     except StageFailedError as exc:
         if isinstance(exc.result, ReproResult):
             _show_repro(exc.result, as_json)

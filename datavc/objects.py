@@ -126,10 +126,12 @@ class ObjectStore:
             )
         return data
 
-    def add_bytes(self, data: bytes) -> Oid:
-        """Stage ``data`` as an object (pending until :func:`publish`); return its id."""
+    def add_bytes(self, data: bytes, *, replace: bool = False) -> Oid:
+        """Stage ``data`` as an object (pending until :func:`publish`); return its id.
+        With ``replace``, even when an object of that name exists (a corrupt one is then
+        replaced by the right bytes, atomically)."""
         digest = xxhash.xxh3_128_digest(data)
-        if not os.path.exists(object_path(self.objects_dir, digest)):
+        if replace or not os.path.exists(object_path(self.objects_dir, digest)):
             try:
                 self.pending.append(_write_tmp(self.tmp_dir, digest, data))
             except OSError as exc:

@@ -17,7 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import fsutil, manifest, scm, stagelock, tree
+from . import fsutil, manifest, runcache, scm, stagelock, transfer, tree
 from . import pipeline as pipeline_mod
 from . import trust as trust_mod
 from .audit import Evidence
@@ -29,7 +29,7 @@ from .errors import (
     UsageError,
     from_oserror,
 )
-from .hashing import Oid
+from .hashing import Oid, hash_bytes
 from .maintain import LEVELS, CheckProblem, CheckResult, LevelReport, Maintenance
 from .manifest import Pointer
 from .parallel import publish
@@ -60,8 +60,9 @@ class Reason:
 
 @dataclass(frozen=True)
 class StageRun:
-    """One stage in a repro: ``status`` is ``ran``, ``up-to-date``, ``would-run`` (dry
-    run), ``failed`` or ``skipped`` (an upstream stage failed)."""
+    """One stage in a repro: ``status`` is ``ran``, ``restored`` (its outputs came from
+    the run-cache; nothing was executed), ``up-to-date``, ``would-run`` or ``would-restore``
+    (dry run), ``failed`` or ``skipped`` (an upstream stage failed)."""
 
     name: str
     status: str
@@ -171,7 +172,7 @@ class Pipelines(Maintenance):
         else:
             extra += [CheckProblem(f"stage {s.name}", "stage-stale",
                                    "; ".join(str(r) for r in s.reasons) + ": `datavc repro`")
-                      for s in dry.stages if s.status == "would-run"]
+                      for s in dry.stages if s.status in ("would-run", "would-restore")]
         return replace(result, problems=sorted(result.problems + extra,
                                                key=lambda p: (p.path, p.problem)))
 
@@ -306,10 +307,14 @@ class Pipelines(Maintenance):
     # ------------------------------------------------------------ repro
 
     def repro(self, stages: list[str] | None = None, *, jobs: int | None = None,
-              dry_run: bool = False, force: bool = False) -> ReproResult:
+              dry_run: bool = False, force: bool = False,
+              run_cache: bool = True) -> ReproResult:
         """Run the stale stages (of ``stages`` and what they depend on; all by default) in
         dependency order, independent ones ``jobs`` at a time. With ``dry_run``, run nothing
         and say what would run and why. Needs trust (``trust``) unless ``dry_run``.
+        A stale stage whose inputs (command, dependency ids, params) match a run recorded
+        in the run-cache, with every output object in the cache, has its outputs restored
+        instead of run (status ``restored``); ``force`` or ``run_cache=False`` runs it.
         A failed stage raises :class:`StageFailedError` (its ``result`` is the
         :class:`ReproResult`) after the other stages that could run have run."""
         pipe = self.pipeline()
@@ -323,7 +328,7 @@ class Pipelines(Maintenance):
             state = self._state()
             try:
                 runs = _Scheduler(self, pipe, names, state, self._lock(), dry_run=dry_run,
-                                  force=force, jobs=jobs or 1).run()
+                                  force=force, jobs=jobs or 1, run_cache=run_cache).run()
             finally:
                 state.save()
         result = ReproResult(dry_run, [runs[n] for n in names])
@@ -372,6 +377,78 @@ class Pipelines(Maintenance):
         for rel, root, stored, _, _ in staged:
             self._relink(rel, root, stored, state)
         return outs
+
+    # ------------------------------------------------------------ the run-cache
+
+    @staticmethod
+    def _run_key(stage: Stage, now: _Now) -> Oid | None:
+        deps = {d: oid for d, oid in now.deps.items() if oid is not None}
+        return runcache.key(stage.cmd_json, deps, now.params, stage.outs)
+
+    def _run_cache_find(self, stage: Stage, run_key: Oid) -> dict[str, OutLock] | None:
+        """The outputs recorded for ``run_key`` when they can be restored: a valid entry
+        naming exactly ``stage``'s outputs, every object of which is in the cache. A
+        damaged entry is reported and ignored."""
+        try:
+            found = runcache.lookup(self.store, run_key)
+            if found is None:
+                return None
+            entry_id, outs = found
+        except DatavcError as exc:
+            self.reporter.warn(f"ignoring the run-cache entry of stage '{stage.name}': "
+                               f"{exc.message}")
+            return None
+        if sorted(outs) != sorted(stage.outs):
+            self.reporter.warn(f"ignoring run-cache entry {entry_id} of stage '{stage.name}':"
+                               " it names other outputs")
+            return None
+        try:
+            for out in outs.values():
+                if not transfer.complete(self.store, transfer.Root(out.kind, out.oid,
+                                                                   out.nfiles)):
+                    return None
+        except DatavcError as exc:
+            self.reporter.warn(f"ignoring run-cache entry {entry_id} of stage '{stage.name}':"
+                               f" {exc.message}")
+            return None
+        return outs
+
+    def _run_cache_record(self, run_key: Oid | None, outs: dict[str, OutLock]) -> None:
+        """Record a run: the entry object (published) first, then the index."""
+        if run_key is None:
+            return
+        entry = runcache.entry_bytes(run_key, outs)
+        entry_id = hash_bytes(entry)
+        try:
+            intact = self.store.read_bytes(entry_id, limit=runcache.MAX_ENTRY) == entry
+        except DatavcError:
+            intact = False  # missing, or corrupt: (re)write it
+        if not intact:
+            self.store.add_bytes(entry, replace=True)
+            publish(self.store, jobs=self.jobs)
+        try:
+            found = runcache.lookup(self.store, run_key)
+        except DatavcError:
+            found = None
+        if found is None or found[0] != entry_id:
+            runcache.write_index(self.store, run_key, entry_id)
+
+    def _restore_outs(self, stage: Stage, outs: dict[str, OutLock],
+                      state: StatCache) -> str | None:
+        """Make ``stage``'s outputs the stored trees ``outs``, replacing what is there as
+        running the command would; None, or why it could not."""
+        try:
+            for rel, out in outs.items():
+                pointer = Pointer(out.kind, out.oid, out.size,  # type: ignore[arg-type]
+                                  out.nfiles, {})
+                want = self._load_tree(rel, pointer, "restore")
+                plan = self._plan_checkout(rel, state, True, want=want)
+                self._execute(plan, state)
+                if self.git_or_none is not None:
+                    scm.ensure_ignored(self.root, rel, tmp_dir=self._tmp_dir)
+        except DatavcError as exc:
+            return f"cannot restore its outputs from the run-cache: {exc.message}"
+        return None
 
     # ------------------------------------------------------------ checkout of outputs
 
@@ -461,9 +538,11 @@ class _Scheduler:
     see one writer."""
 
     def __init__(self, repo: Pipelines, pipe: Pipeline, names: list[str], state: StatCache,
-                 lock: dict[str, StageLock], *, dry_run: bool, force: bool, jobs: int) -> None:
+                 lock: dict[str, StageLock], *, dry_run: bool, force: bool, jobs: int,
+                 run_cache: bool = True) -> None:
         self.repo, self.pipe, self.names, self.state = repo, pipe, names, state
         self.lock, self.dry_run, self.force, self.jobs = lock, dry_run, force, jobs
+        self.run_cache = run_cache and not force
         self.done: dict[str, StageRun] = {}
         self.pending = list(names)
         self.running: dict[Future[str | None], tuple[str, _Now, list[Reason]]] = {}
@@ -504,18 +583,27 @@ class _Scheduler:
         reasons = self.repo._reasons(stage, self.lock.get(name), now)
         if self.force and not reasons:
             reasons = [Reason("forced", None, "--force")]
+        missing = [d for d, oid in now.deps.items() if oid is None]
         if self.dry_run:
-            reasons += [Reason("upstream", u, "would run") for u in ups
-                        if self.done[u].status == "would-run"]
-            self.done[name] = StageRun(name, "would-run" if reasons else "up-to-date", reasons)
+            stale_ups = [u for u in ups
+                         if self.done[u].status in ("would-run", "would-restore")]
+            reasons += [Reason("upstream", u, "would run") for u in stale_ups]
+            status = "up-to-date"
+            if reasons:
+                # a stale upstream stage changes this stage's inputs: they are unknown yet
+                restore = not stale_ups and not missing and self._cached(stage, now)
+                status = "would-restore" if restore else "would-run"
+            self.done[name] = StageRun(name, status, reasons)
             return
         if not reasons:
             self.done[name] = StageRun(name, "up-to-date")
             return
-        missing = [d for d, oid in now.deps.items() if oid is None]
         if missing:
             self.done[name] = StageRun(name, "failed", reasons,
                                        f"dependency '{missing[0]}' does not exist")
+            return
+        outs = self._cached(stage, now)
+        if outs is not None and self._restore(stage, now, reasons, outs):
             return
         self.repo.reporter.info(f"Running stage '{name}' ({reasons[0]})")
         self.running[pool.submit(self.repo._run_cmd, stage)] = (name, now, reasons)
@@ -528,9 +616,34 @@ class _Scheduler:
         if isinstance(outs, str):
             self.done[name] = StageRun(name, "failed", reasons, outs)
             return
+        self.repo._run_cache_record(self.repo._run_key(stage, now), outs)
+        self._record(stage, now, outs)
+        self.done[name] = StageRun(name, "ran", reasons)
+
+    def _record(self, stage: Stage, now: _Now, outs: dict[str, OutLock]) -> None:
         deps = {d: oid for d, oid in now.deps.items() if oid is not None}
-        self.lock[name] = StageLock(stage.cmd_json, deps, now.params, outs)
+        self.lock[stage.name] = StageLock(stage.cmd_json, deps, now.params, outs)
         self.lock = {n: e for n, e in self.lock.items() if n in self.pipe.stages}
         self.repo._write_lock(self.lock)
-        self.done[name] = StageRun(name, "ran", reasons)
+
+    def _cached(self, stage: Stage, now: _Now) -> dict[str, OutLock] | None:
+        """The outputs the run-cache can restore for ``stage`` as its inputs are now."""
+        if not self.run_cache:
+            return None
+        run_key = self.repo._run_key(stage, now)
+        return None if run_key is None else self.repo._run_cache_find(stage, run_key)
+
+    def _restore(self, stage: Stage, now: _Now, reasons: list[Reason],
+                 outs: dict[str, OutLock]) -> bool:
+        """Restore ``stage``'s outputs from the run-cache; False (reported) when that
+        failed, so that the stage runs instead."""
+        self.repo.reporter.info(f"Restoring stage '{stage.name}' from the run-cache "
+                                f"({reasons[0]})")
+        error = self.repo._restore_outs(stage, outs, self.state)
+        if error is not None:
+            self.repo.reporter.warn(f"stage '{stage.name}': {error}; running it instead")
+            return False
+        self._record(stage, now, outs)
+        self.done[stage.name] = StageRun(stage.name, "restored", reasons)
+        return True
 

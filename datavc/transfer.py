@@ -208,6 +208,14 @@ def object_ids(store: ObjectStore, root: Root) -> set[Oid]:
     return tree.files | set(tree.listings)
 
 
+def complete(store: ObjectStore, root: Root) -> bool:
+    """Whether the cache holds every object of ``root``: its listings and their files."""
+    tree = _Tree()
+    _walk_local(store, root, tree)
+    wanted = tree.files | set(tree.listings)
+    return not tree.unknown and len(store.present(wanted)) == len(wanted)
+
+
 def _size(store: ObjectStore, oid: Oid) -> int:
     try:
         return os.stat(store.path(oid)).st_size

@@ -177,8 +177,11 @@ class Worktree(RepoCore):
         return results
 
     def _plan_checkout(self, rel: str, state: StatCache, force: bool,
-                       rev: str | None = None) -> Plan:
-        want = self._wanted(rel, rev)
+                       rev: str | None = None, want: tree.Node | None = None) -> Plan:
+        """The plan to make ``rel`` the stored tree ``want`` (by default, what its manifest
+        or lock entry names at ``rev``)."""
+        if want is None:
+            want = self._wanted(rel, rev)
         scan = self._scan_hashed(rel, state, locked=True)
         digests = set(tree.file_digests(want))
         if scan.root is not None:

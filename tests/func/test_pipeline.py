@@ -143,7 +143,11 @@ def test_deleted_or_modified_output_reruns(pipe, run):
     (pipe / "data/c").unlink()
     st = repro_json(run, "--dry-run")
     assert st["c"]["reasons"] == [{"kind": "out", "path": "data/c", "detail": "is missing"}]
-    ok(run("repro"))
+    assert st["c"]["status"] == "would-restore"
+    assert repro_json(run)["c"]["status"] == "restored"  # the run-cache has this run
+    assert runs(pipe) == [] and (pipe / "data/c").read_bytes() == b"O1"
+    (pipe / "data/c").unlink()
+    ok(run("repro", "--no-run-cache"))
     assert runs(pipe) == ["c"]
     (pipe / "data/a").write_text("tampered")
     assert repro_json(run, "--dry-run")["a"]["reasons"][0]["detail"] == "was modified"
@@ -186,7 +190,8 @@ def test_parallel_gives_the_same_lock(pipe, run):
     serial = (pipe / "datavc.lock").read_bytes()
     for p in ("datavc.lock", "data"):
         shutil.rmtree(pipe / p) if (pipe / p).is_dir() else (pipe / p).unlink()
-    ok(run("repro", "-j", "2"))
+    ok(run("repro", "-j", "2", "--no-run-cache"))
+    assert sorted(runs(pipe)) == ["a", "a", "b", "b", "c", "c"]
     assert (pipe / "datavc.lock").read_bytes() == serial
 
 

@@ -25,6 +25,7 @@ ORDER = [
     "links", "workspace",
     "scm", "hooks", "audit", "config", "trust",
     "pipeline", "stagelock",  # datavc.toml and datavc.lock: parsed, validated, the graph
+    "runcache",  # the run-cache: keys, entries, the index
     "remote_base", "remote_local", "remote_s3", "remote",  # remotes: protocol, backends
     "transfer",  # push and fetch over a remote
     "results",  # the result records of the commands
