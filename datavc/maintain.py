@@ -282,14 +282,19 @@ class Maintenance(Sync):
         for sha in dict.fromkeys(shas):
             where = f"commit {sha[:12]}" if sha else "the work tree"
             try:
-                for rel in self.tracked(sha):
-                    p = self.read_pointer(rel, sha)
-                    yield gc_mod.Kept(f"{rel} in {where}", p.kind, p.oid, p.nfiles, p.size, rel)
+                yield from self._kept_at(sha, where)
             except gc_mod.UnreadableError:
                 raise
             except DatavcError as exc:
                 raise gc_mod.UnreadableError(f"cannot read the manifests of {where}: "
                                          f"{exc.message}", hint="nothing was deleted") from None
+
+    def _kept_at(self, sha: str | None, where: str) -> Iterator[gc_mod.Kept]:
+        """The trees one kept revision (``sha``; None: the work tree) names: its pointer
+        manifests here; the pipeline part adds its stage outputs."""
+        for rel in self.tracked(sha):
+            p = self.read_pointer(rel, sha)
+            yield gc_mod.Kept(f"{rel} in {where}", p.kind, p.oid, p.nfiles, p.size, rel)
 
     def _gc_remote(self, remote: str | None, kept: list[gc_mod.Kept], dry_run: bool) -> GcResult:
         name, rem = self._open_remote(remote, None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -29,6 +30,7 @@ from .errors import (
     UsageError,
     from_oserror,
 )
+from .gc import Kept
 from .hashing import Oid, hash_bytes
 from .maintain import LEVELS, CheckProblem, CheckResult, LevelReport, Maintenance
 from .manifest import Pointer
@@ -451,6 +453,13 @@ class Pipelines(Maintenance):
         return None
 
     # ------------------------------------------------------------ checkout of outputs
+
+    def _kept_at(self, sha: str | None, where: str) -> Iterator[Kept]:
+        """gc and fsck keep what a revision's pointers name and its stage outputs."""
+        yield from super()._kept_at(sha, where)
+        for path, p in sorted(self._lock_pointers(sha).items()):
+            yield Kept(f"{path} (stage output) in {where}", p.kind, p.oid, p.nfiles, p.size,
+                       path)
 
     def _lock_pointers(self, sha: str | None) -> dict[str, Pointer]:
         found = {}

@@ -330,3 +330,18 @@ def test_check_names_a_stale_stage_and_level_3_needs_an_up_to_date_pipeline(root
     assert "tracked by hand, no stage reads or writes it: data" in ok(run("level")).out
     (root / "src.txt").write_text("changed\n")
     assert ("stage copy", "stage-stale") in problems(run, "--no-remote")[1]
+
+
+def test_gc_and_fsck_keep_and_check_stage_outputs(root, run):
+    copy_stage(root, run)
+    ok(run("repro"))
+    out = object_path(root, oid_of(b"input\n"))
+    assert out.exists()
+    gc(run, "--workspace", "--grace", "0")
+    assert out.exists()  # a stage output is data a revision names
+    doc = json.loads(ok(run("fsck", "--read-data", "--json")).out)
+    assert doc["checked"] >= 1 and doc["problems"] == []
+    out.chmod(0o644)
+    out.write_bytes(b"damaged\n")
+    r = run("fsck", "--read-data", "--json")
+    assert r.code == 3 and json.loads(r.out)["problems"][0]["paths"] == ["out.txt"]
