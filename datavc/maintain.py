@@ -176,43 +176,13 @@ class Maintenance(Sync):
             out = []
             for rel in rels:
                 pointer = self.read_pointer(rel)
-                ids, unknown = self._named_ids(rem, pointer)
+                ids, unknown = transfer.object_ids(
+                    self.store, transfer.Root(pointer.kind, pointer.oid, pointer.nfiles),
+                    read=lambda oid: self._listing_anywhere(rem, oid))
                 out.append((rel, len(rem.missing(ids)), unknown))
             return name, out
         finally:
             rem.close()
-
-    def _named_ids(self, rem: Remote, pointer: manifest.Pointer) -> tuple[set[Oid], int]:
-        ids = {pointer.oid}
-        if pointer.kind != listing.DIR:
-            return ids, 0
-        unknown = 0
-
-        def read(oid: Oid) -> bytes:
-            try:
-                return self.store.read_bytes(oid)
-            except ObjectMissingError:
-                return transfer.read_remote_listing(rem, oid)
-
-        level = [pointer.oid]
-        seen: set[Oid] = set()
-        while level:
-            nxt = []
-            for oid in level:
-                if oid in seen:
-                    continue
-                seen.add(oid)
-                try:
-                    entries = listing.decode(read(oid), where=str(oid))
-                except ObjectMissingError:
-                    unknown += 1
-                    continue
-                for e in entries:
-                    ids.add(e.oid)
-                    if e.kind == listing.DIR:
-                        nxt.append(e.oid)
-            level = nxt
-        return ids, unknown
 
     # --------------------------------------------------------------- level
 

@@ -202,7 +202,7 @@ class Sync(Worktree):
             out = []
             for st in found:
                 pointer = self.read_pointer(st.path)
-                ids = transfer.object_ids(self.store, transfer.Root(
+                ids, _ = transfer.object_ids(self.store, transfer.Root(
                     pointer.kind, pointer.oid, pointer.nfiles))
                 lacking = len(rem.missing(ids))
                 out.append(replace(st, remote=name, not_on_remote=lacking))

@@ -200,12 +200,14 @@ def _cached(store: ObjectStore, oid: Oid) -> bytes | None:
         return None
 
 
-def object_ids(store: ObjectStore, root: Root) -> set[Oid]:
-    """Every id ``root`` names, as far as the cache can tell: its listings (read from the
-    cache) and the objects they name; below a listing missing from the cache, nothing."""
+def object_ids(store: ObjectStore, root: Root,
+               read: Callable[[Oid], bytes] | None = None) -> tuple[set[Oid], int]:
+    """Every id ``root`` names, as far as its listings can be read (``read``: verified
+    listing bytes, ObjectMissingError when absent; default: from the cache), and how many
+    listings could not be read (nothing below them is known)."""
     tree = _Tree()
-    _walk_local(store, root, tree)
-    return tree.files | set(tree.listings)
+    _walk_local(store, root, tree, read)
+    return tree.files | set(tree.listings), len(tree.unknown)
 
 
 def complete(store: ObjectStore, root: Root) -> bool:
@@ -223,9 +225,11 @@ def _size(store: ObjectStore, oid: Oid) -> int:
         raise from_oserror(exc, store.path(oid), "read object") from exc
 
 
-def _walk_local(store: ObjectStore, root: Root, tree: _Tree) -> None:
-    """Collect the objects of ``root`` from the cache; unreadable listings go to
-    ``tree.unknown`` (their subtrees cannot be pushed)."""
+def _walk_local(store: ObjectStore, root: Root, tree: _Tree,
+                read: Callable[[Oid], bytes] | None = None) -> None:
+    """Collect the objects of ``root``, reading listings with ``read`` (default: from the
+    cache); unreadable listings go to ``tree.unknown`` (their subtrees cannot be pushed)."""
+    read = read or store.read_bytes
     if root.kind == listing.FILE:
         tree.files.add(root.oid)
         return
@@ -241,7 +245,7 @@ def _walk_local(store: ObjectStore, root: Root, tree: _Tree) -> None:
             tree.listings[oid] = 1
             budget.spend(oid)
             try:
-                entries = listing.decode(store.read_bytes(oid), where=str(oid))
+                entries = listing.decode(read(oid), where=str(oid))
             except ObjectMissingError:
                 tree.unknown.add(oid)
                 continue
