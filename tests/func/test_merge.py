@@ -11,21 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import gen, git, read_tree
+from tests.conftest import git, read_tree
 from tests.func.helpers import CACHE, fails, ok, write_pointer
 from tests.func.test_exit_codes import lock_held
+from tests.func.test_history import _set
 
 BASE = {"a": "a base\n", "sub": {"b": "b base\n"}, "keep": {"k": "k\n"}}
-
-
-def _set(root: Path, spec: dict) -> None:
-    """Make data/ exactly ``spec`` (writable copies, whatever the link type)."""
-    if (root / "data").exists():
-        for p in (root / "data").rglob("*"):
-            p.chmod(0o755 if p.is_dir() else 0o644)
-        shutil.rmtree(root / "data")
-    (root / "data").mkdir()
-    gen(root / "data", spec)
 
 
 def _commit(root: Path, run, spec: dict, message: str) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import gen, git
-from tests.func.helpers import age, object_path, oid_of, ok
+from tests.func.helpers import age, object_path, oid_of, ok, store_raw
 from tests.func.test_pipeline import CAT, stage
 
 RUNS = Path(".datavc/cache/runs")
@@ -36,15 +36,6 @@ def index_files(root: Path) -> list[Path]:
 
 def entry_of(root: Path, index: Path) -> dict:
     return json.loads(object_path(root, index.read_text().strip()).read_bytes())
-
-
-def put_object(root: Path, data: bytes) -> str:
-    oid = oid_of(data)
-    path = object_path(root, oid)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    path.chmod(0o444)
-    return oid
 
 
 def overwrite(path: Path, data: bytes) -> None:
@@ -148,14 +139,14 @@ def test_damaged_entry_falls_back_to_running(pipe, run, damage):
     elif damage == "entry-corrupt":
         overwrite(entry_path, entry_path.read_bytes().replace(b"data/a", b"data/A"))
     elif damage == "entry-not-json":
-        index.write_text(put_object(pipe, b"\xff{") + "\n")
+        index.write_text(store_raw(pipe, b"\xff{") + "\n")
     elif damage == "entry-other-key":
         other = next(p for p in found if p != index)
         index.write_text(other.read_text())
     elif damage == "entry-hostile-path":
         entry["outs"] = {"../escape": entry["outs"]["data/a"]}
         data = json.dumps(entry, sort_keys=True, separators=(",", ":")).encode()
-        index.write_text(put_object(pipe, data) + "\n")
+        index.write_text(store_raw(pipe, data) + "\n")
     else:
         object_path(pipe, entry["outs"]["data/a"]["oid"]).unlink()
     ran = len(log_lines(pipe))
