@@ -418,6 +418,9 @@ def ls_manifest(pointer: str, as_json: bool) -> None:
 
 
 def _transfer_options(f: Any) -> Any:
+    f = click.option("--run-cache", is_flag=True,
+                     help="Also every run-cache entry (push: in the cache; fetch: on the "
+                          "remote), with its outputs.")(f)
     f = click.option("-j", "--jobs", type=int, help="Parallel transfers (default 16).")(f)
     f = click.option("-r", "--remote", "remote_name", metavar="NAME",
                      help="The remote (default: the default remote).")(f)
@@ -439,9 +442,14 @@ def _report_transfer(result: Any, as_json: bool, verb: str) -> None:
     if as_json:
         _emit_json(result.to_dict())
     else:
+        runs = f", {_entries(result.runs)}" if result.runs else ""
         click.echo(f"{verb} {t.transferred} object(s), {_size(t.nbytes)} "
-                   f"({t.present} already there) — remote {result.remote}")
+                   f"({t.present} already there){runs} — remote {result.remote}")
     _check_transfer(result)
+
+
+def _entries(n: int) -> str:
+    return f"{n} run-cache entr{'y' if n == 1 else 'ies'}"
 
 
 def _check_transfer(result: Any) -> None:
@@ -469,23 +477,27 @@ def _check_transfer(result: Any) -> None:
 @_scope_options
 @json_option
 def push(targets: tuple[str, ...], remote_name: str | None, jobs: int | None,
-         revs: tuple[str, ...], all_branches: bool, all_tags: bool, all_commits: bool,
-         as_json: bool) -> None:
-    """Upload the data of TARGETs (default: everything tracked) that the remote lacks.
+         run_cache: bool, revs: tuple[str, ...], all_branches: bool, all_tags: bool,
+         all_commits: bool, as_json: bool) -> None:
+    """Upload the data of TARGETs (default: everything tracked, and the stage outputs in
+    datavc.lock) that the remote lacks.
 
     The remote is asked what it holds (never a local belief); objects go up in parallel,
     each checked against its id, and a listing only after everything it names, so a remote
-    never claims data it cannot serve.
+    never claims data it cannot serve. With no TARGET, the run-cache entries of the runs
+    datavc.lock records go up too (after their outputs), so that `datavc repro` in CI or a
+    teammate's clone restores those outputs instead of running the stages.
 
     \b
     Example:
       datavc push                    # the default remote
       datavc push -r backup -j 32 data
       datavc push --all-tags         # the data of every tag
+      datavc push --run-cache        # and every run this cache recorded
     """
     result = _repo().push(list(targets) or None, remote=remote_name, jobs=jobs,
                           revs=list(revs) or None, all_branches=all_branches,
-                          all_tags=all_tags, all_commits=all_commits)
+                          all_tags=all_tags, all_commits=all_commits, run_cache=run_cache)
     _report_transfer(result, as_json, "Pushed")
 
 
@@ -495,21 +507,23 @@ def push(targets: tuple[str, ...], remote_name: str | None, jobs: int | None,
 @_scope_options
 @json_option
 def fetch(targets: tuple[str, ...], remote_name: str | None, jobs: int | None,
-          revs: tuple[str, ...], all_branches: bool, all_tags: bool, all_commits: bool,
-          as_json: bool) -> None:
+          run_cache: bool, revs: tuple[str, ...], all_branches: bool, all_tags: bool,
+          all_commits: bool, as_json: bool) -> None:
     """Download into the cache the data of TARGETs that it lacks (the workspace is not touched).
 
     Every download is re-hashed before it enters the cache; a mismatch is retried once,
-    then reported (exit 3) and never stored.
+    then reported (exit 3) and never stored. `datavc repro` asks the default remote for
+    a run it lacks by itself; --run-cache brings every run ahead of time (to work offline).
 
     \b
     Example:
       datavc fetch
       datavc fetch --rev v1.1 data
+      datavc fetch --run-cache
     """
     result = _repo().fetch(list(targets) or None, remote=remote_name, jobs=jobs,
                            revs=list(revs) or None, all_branches=all_branches,
-                           all_tags=all_tags, all_commits=all_commits)
+                           all_tags=all_tags, all_commits=all_commits, run_cache=run_cache)
     _report_transfer(result, as_json, "Fetched")
 
 
@@ -520,8 +534,8 @@ def fetch(targets: tuple[str, ...], remote_name: str | None, jobs: int | None,
 @click.option("-f", "--force", is_flag=True,
               help="Replace or delete workspace files even if their content is not cached.")
 @json_option
-def pull(targets: tuple[str, ...], remote_name: str | None, jobs: int | None, rev: str | None,
-         force: bool, as_json: bool) -> None:
+def pull(targets: tuple[str, ...], remote_name: str | None, jobs: int | None,
+         run_cache: bool, rev: str | None, force: bool, as_json: bool) -> None:
     """Fetch the data of TARGETs, then check it out (with all of checkout's safety rules).
 
     \b
@@ -530,13 +544,14 @@ def pull(targets: tuple[str, ...], remote_name: str | None, jobs: int | None, re
       datavc pull --rev v1.1 data
     """
     fetched, checked = _repo().pull(list(targets) or None, remote=remote_name, jobs=jobs,
-                                    rev=rev, force=force)
+                                    rev=rev, force=force, run_cache=run_cache)
     if as_json:
         _emit_json({**fetched.to_dict(), "checkout": [r.to_dict() for r in checked]})
     else:
         t = fetched.transfer
+        runs = f", {_entries(fetched.runs)}" if fetched.runs else ""
         click.echo(f"Fetched {t.transferred} object(s), {_size(t.nbytes)} "
-                   f"({t.present} already cached) — remote {fetched.remote}")
+                   f"({t.present} already cached){runs} — remote {fetched.remote}")
         for r in checked:
             click.echo(f"{r.path}: {r.written} written, {r.deleted} deleted")
     if any(r.missing for r in checked) and not (fetched.transfer.missing
@@ -838,7 +853,9 @@ def gc_cmd(workspace: bool, revs: tuple[str, ...], all_branches: bool, all_tags:
         verb = "would delete" if r.dry_run else "deleted"
         size = f", {_size(r.nbytes)}" if r.nbytes is not None else ""
         recent = f"; {r.recent} recent object(s) kept" if r.recent else ""
-        click.echo(f"{r.where}: {verb} {r.deleted} object(s){size}; {r.kept} in use{recent}")
+        runs = f"; {_entries(r.runs)} dropped" if r.runs else ""
+        click.echo(f"{r.where}: {verb} {r.deleted} object(s){size}; {r.kept} in use"
+                   f"{recent}{runs}")
 
 
 @cli.command()

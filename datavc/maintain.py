@@ -78,10 +78,12 @@ class GcResult:
     nbytes: int | None  # unknown for a remote
     kept: int
     recent: int
+    runs: int = 0  # run-cache entries dropped: their outputs are not kept
 
     def to_dict(self) -> dict[str, object]:
         return {"where": self.where, "dry_run": self.dry_run, "deleted": self.deleted,
-                "bytes": self.nbytes, "kept": self.kept, "recent": self.recent}
+                "bytes": self.nbytes, "kept": self.kept, "recent": self.recent,
+                "runs": self.runs}
 
 
 @dataclass
@@ -118,9 +120,10 @@ class Maintenance(Sync):
               staged: bool = False) -> CheckResult:
         """Whether every dataset is pinned (DESIGN.md §6): its manifest committed, the
         workspace matching it (or absent), every object it needs on the remote (``remote``:
-        a name, "" for the default when one is set, None to skip), and its path not tracked
-        by git itself. With ``staged`` (a pre-commit hook), a manifest staged in the index
-        counts as committed. Problems are returned, not raised."""
+        a name, "" for the default when one is set, None to skip; with no target named, the
+        stage outputs' objects too), and its path not tracked by git itself. With ``staged``
+        (a pre-commit hook), a manifest staged in the index counts as committed.
+        Problems are returned, not raised."""
         rels = self._targets(targets)
         problems: list[CheckProblem] = []
         repo = self.git.repo
@@ -154,7 +157,8 @@ class Maintenance(Sync):
                                              f"`datavc status {st.path}`"))
         name = None
         if remote is not None and (remote or self.default_remote()):
-            name, lacking = self._lacking_on_remote(rels, remote or None)
+            name, lacking = self._lacking_on_remote(rels if targets else self._data_paths(),
+                                                    remote or None)
             for rel, n, unknown in lacking:
                 if n:
                     problems.append(CheckProblem(rel, "not-on-remote",
@@ -175,7 +179,8 @@ class Maintenance(Sync):
         try:
             out = []
             for rel in rels:
-                pointer = self.read_pointer(rel)
+                found = self._holder(rel, None)
+                pointer = found[0] if found is not None else self.read_pointer(rel)
                 ids, unknown = transfer.object_ids(
                     self.store, transfer.Root(pointer.kind, pointer.oid, pointer.nfiles),
                     read=lambda oid: self._listing_anywhere(rem, oid))
@@ -234,10 +239,11 @@ class Maintenance(Sync):
         with self._locked("gc"):
             kept = list(self._kept(revs, all_branches, all_tags, all_commits))
             live = gc_mod.mark(self.store, kept)
-            plan = gc_mod.plan(self.store, live, grace=grace)
+            entries, dropped = self._runs_kept(live)
+            plan = gc_mod.plan(self.store, live | entries, grace=grace)
             deleted = len(plan.doomed) if dry_run else gc_mod.sweep(self.store, plan.doomed)
             results.append(GcResult("cache", dry_run, deleted, plan.nbytes, plan.kept,
-                                    plan.recent))
+                                    plan.recent, dropped))
             if remote is not None:
                 results.append(self._gc_remote(remote or None, kept, dry_run))
         return results
@@ -266,16 +272,27 @@ class Maintenance(Sync):
             p = self.read_pointer(rel, sha)
             yield gc_mod.Kept(f"{rel} in {where}", p.kind, p.oid, p.nfiles, p.size, rel)
 
+    def _runs_kept(self, live: set[bytes]) -> tuple[set[bytes], int]:
+        """The run-cache entry objects to keep given the ``live`` objects, and how many
+        entries are dropped; the pipeline part has the run-cache."""
+        return set(), 0
+
+    def _gc_remote_runs(self, rem: Remote, live: set[bytes], dry_run: bool) -> int:
+        """Delete (or count, ``dry_run``) the run-cache entries on ``rem`` whose outputs are
+        not all ``live``; the pipeline part has the run-cache."""
+        return 0
+
     def _gc_remote(self, remote: str | None, kept: list[gc_mod.Kept], dry_run: bool) -> GcResult:
         name, rem = self._open_remote(remote, None)
         try:
             live = gc_mod.mark(self.store, kept,
                            read=lambda oid: self._listing_anywhere(rem, oid))
+            runs = self._gc_remote_runs(rem, live, dry_run)  # before their outputs go
             doomed = [oid for oid in rem.iter_oids() if oid.digest not in live]
             if not dry_run:
                 for oid in doomed:
                     rem.delete(oid)
-            return GcResult(f"remote {name}", dry_run, len(doomed), None, len(live), 0)
+            return GcResult(f"remote {name}", dry_run, len(doomed), None, len(live), 0, runs)
         finally:
             rem.close()
 

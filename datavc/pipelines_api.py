@@ -31,12 +31,13 @@ from .errors import (
     from_oserror,
 )
 from .gc import Kept
-from .hashing import Oid, hash_bytes
+from .hashing import Oid
 from .maintain import LEVELS, CheckProblem, CheckResult, LevelReport, Maintenance
 from .manifest import Pointer
 from .parallel import publish
 from .pipeline import Pipeline, Stage
-from .results import CheckoutResult
+from .remote_base import Remote
+from .results import CheckoutResult, TransferResult
 from .stagelock import OutLock, StageLock
 from .state import StatCache
 
@@ -294,7 +295,7 @@ class Pipelines(Maintenance):
             if spec not in old.params:
                 out.append(Reason("param", spec, "is new"))
             elif old.params[spec] != value:
-                out.append(Reason("param", spec, f"changed: {old.params[spec]!r} -> {value!r}"))
+                out.append(Reason("param", spec, "changed: " + _change(old.params[spec], value)))
         out += [Reason("param", p, "was removed")
                 for p in sorted(set(old.params) - set(now.params))]
         for path, oid in now.outs.items():
@@ -384,8 +385,8 @@ class Pipelines(Maintenance):
 
     @staticmethod
     def _run_key(stage: Stage, now: _Now) -> Oid | None:
-        deps = {d: oid for d, oid in now.deps.items() if oid is not None}
-        return runcache.key(stage.cmd_json, deps, now.params, stage.outs)
+        lock = _lock_of(stage, now, {})
+        return runcache.key(lock.cmd, lock.deps, lock.params, stage.outs)
 
     def _run_cache_find(self, stage: Stage, run_key: Oid) -> dict[str, OutLock] | None:
         """The outputs recorded for ``run_key`` when they can be restored: a valid entry
@@ -405,10 +406,8 @@ class Pipelines(Maintenance):
                                " it names other outputs")
             return None
         try:
-            for out in outs.values():
-                if not transfer.complete(self.store, transfer.Root(out.kind, out.oid,
-                                                                   out.nfiles)):
-                    return None
+            if not runcache.complete(self.store, outs):
+                return None
         except DatavcError as exc:
             self.reporter.warn(f"ignoring run-cache entry {entry_id} of stage '{stage.name}':"
                                f" {exc.message}")
@@ -417,23 +416,194 @@ class Pipelines(Maintenance):
 
     def _run_cache_record(self, run_key: Oid | None, outs: dict[str, OutLock]) -> None:
         """Record a run: the entry object (published) first, then the index."""
-        if run_key is None:
-            return
-        entry = runcache.entry_bytes(run_key, outs)
-        entry_id = hash_bytes(entry)
+        if run_key is not None:
+            runcache.record(self.store, run_key, runcache.entry_bytes(run_key, outs),
+                            jobs=self.jobs)
+
+    # ------------------------------------------------- the run-cache on remotes
+
+    def push(self, targets: list[str] | None = None, *, remote: str | None = None,
+             jobs: int | None = None, revs: list[str] | None = None,
+             all_branches: bool = False, all_tags: bool = False,
+             all_commits: bool = False, run_cache: bool = False) -> TransferResult:
+        """``Sync.push``; then, when no target is named, the run-cache entries of the runs
+        the lock records (of each revision pushed), so that teammates and CI restore those
+        outputs instead of running; with ``run_cache``, every entry in the cache, with its
+        outputs. An entry goes up only when every object of its outputs is on the remote."""
+        result = super().push(targets, remote=remote, jobs=jobs, revs=revs,
+                              all_branches=all_branches, all_tags=all_tags,
+                              all_commits=all_commits)
+        if targets and not run_cache:
+            return result
+        shas = self._shas(revs, all_branches, all_tags, all_commits)
+        runs = self._local_runs(shas, every=run_cache)
+        if not runs:
+            return result
+        done = result.transfer
+        name, rem = self._open_remote(remote, jobs)
         try:
-            intact = self.store.read_bytes(entry_id, limit=runcache.MAX_ENTRY) == entry
-        except DatavcError:
-            intact = False  # missing, or corrupt: (re)write it
-        if not intact:
-            self.store.add_bytes(entry, replace=True)
-            publish(self.store, jobs=self.jobs)
+            if run_cache:
+                done.merge(transfer.push(self.store, rem,
+                                         [r for _, _, outs in runs
+                                          for r in runcache.roots(outs)],
+                                         jobs=self._transfer_jobs(jobs),
+                                         reporter=self.reporter))
+            if done.missing or done.corrupt:
+                self.reporter.warn("run-cache entries not pushed: some objects could not be")
+                return replace(result, transfer=done)
+            for run_key, entry, _ in runs:
+                rem.put_run(run_key, entry)
+        finally:
+            rem.close()
+        return replace(result, transfer=done, runs=len(runs))
+
+    def _local_runs(self, shas: list[str | None], *, every: bool
+                    ) -> list[tuple[Oid, bytes, dict[str, OutLock]]]:
+        """The run-cache entries to push: those of the runs recorded in the locks of
+        ``shas`` (``every``: all in the cache) that the cache holds with all of their
+        outputs, as (key, entry bytes, outputs)."""
+        if every:
+            keys = list(runcache.keys(self.store))
+        else:
+            found = (runcache.lock_key(entry) for sha in shas
+                     for entry in self._lock(sha).values())
+            keys = [k for k in dict.fromkeys(found) if k is not None]
+        out = []
+        for run_key in keys:
+            try:
+                hit = runcache.lookup(self.store, run_key)
+                if hit is None or not runcache.complete(self.store, hit[1]):
+                    continue
+                entry = self.store.read_bytes(hit[0], limit=runcache.MAX_ENTRY)
+            except DatavcError as exc:
+                self.reporter.warn(f"run-cache entry of key {run_key} not pushed: "
+                                   f"{exc.message}")
+                continue
+            out.append((run_key, entry, hit[1]))
+        return out
+
+    def fetch(self, targets: list[str] | None = None, *, remote: str | None = None,
+              jobs: int | None = None, revs: list[str] | None = None,
+              all_branches: bool = False, all_tags: bool = False,
+              all_commits: bool = False, run_cache: bool = False) -> TransferResult:
+        """``Sync.fetch``; with ``run_cache``, also every run-cache entry of the remote that
+        this cache lacks, with its outputs (for working offline: ``repro`` otherwise asks
+        the default remote for a missing run itself). An entry is recorded once all of its
+        outputs are in the cache."""
+        result = super().fetch(targets, remote=remote, jobs=jobs, revs=revs,
+                               all_branches=all_branches, all_tags=all_tags,
+                               all_commits=all_commits)
+        if not run_cache:
+            return result
+        done = result.transfer
+        name, rem = self._open_remote(remote, jobs)
         try:
-            found = runcache.lookup(self.store, run_key)
-        except DatavcError:
-            found = None
-        if found is None or found[0] != entry_id:
-            runcache.write_index(self.store, run_key, entry_id)
+            runs = self._remote_runs(rem)
+            with self._locked("fetch"):
+                try:
+                    done.merge(transfer.fetch(self.store, rem,
+                                              [r for _, _, outs in runs
+                                               for r in runcache.roots(outs)],
+                                              jobs=self._transfer_jobs(jobs),
+                                              reporter=self.reporter))
+                finally:
+                    publish(self.store, jobs=self.jobs)
+                kept = [(k, e) for k, e, outs in runs if runcache.complete(self.store, outs)]
+                for run_key, entry in kept:
+                    runcache.record(self.store, run_key, entry, jobs=self.jobs)
+        finally:
+            rem.close()
+        return replace(result, transfer=done, runs=len(kept))
+
+    def _remote_runs(self, rem: Remote) -> list[tuple[Oid, bytes, dict[str, OutLock]]]:
+        """The valid run-cache entries of ``rem`` that the cache cannot already restore;
+        an invalid one is reported and skipped."""
+        out = []
+        for run_key in rem.iter_runs():
+            try:
+                hit = runcache.lookup(self.store, run_key)
+            except DatavcError:
+                hit = None
+            if hit is not None and runcache.complete(self.store, hit[1]):
+                continue
+            data = rem.get_run(run_key)
+            if data is None:
+                continue
+            try:
+                outs = runcache.check_entry(data, run_key, where=f"run-cache entry "
+                                            f"{run_key} on remote {rem.describe()}")
+            except DatavcError as exc:
+                self.reporter.warn(f"skipped: {exc.message}")
+                continue
+            out.append((run_key, data, outs))
+        return out
+
+    def _runs_kept(self, live: set[bytes]) -> tuple[set[bytes], int]:
+        """gc keeps a run-cache entry exactly when every output it names is kept, so that
+        each entry left can be restored; the index of a dropped one is ignored once its
+        entry object is gone (``runcache.lookup``)."""
+        keep: set[bytes] = set()
+        dropped = 0
+        for run_key in runcache.keys(self.store):
+            try:
+                hit = runcache.lookup(self.store, run_key)
+            except DatavcError:
+                hit = None  # damaged: unusable, so not kept
+            if hit is not None and all(r.oid.digest in live
+                                       for r in runcache.roots(hit[1])):
+                keep.add(hit[0].digest)
+            elif hit is not None:
+                dropped += 1
+        return keep, dropped
+
+    def _gc_remote_runs(self, rem: Remote, live: set[bytes], dry_run: bool) -> int:
+        """Remote gc drops the run-cache entries whose outputs it deletes (an entry must
+        never outlive its outputs: a restore from it would fail). Invalid entries go too."""
+        doomed = []
+        for run_key in rem.iter_runs():
+            data = rem.get_run(run_key)
+            if data is None:
+                continue
+            try:
+                outs = runcache.check_entry(data, run_key, where=f"run-cache entry {run_key}")
+            except DatavcError:
+                doomed.append(run_key)
+                continue
+            if not all(r.oid.digest in live for r in runcache.roots(outs)):
+                doomed.append(run_key)
+        if not dry_run:
+            for run_key in doomed:
+                rem.delete_run(run_key)
+        return len(doomed)
+
+    def _run_cache_remote(self, stage: Stage, run_key: Oid,
+                          rem: Remote) -> dict[str, OutLock] | None:
+        """The outputs of ``stage`` recorded for ``run_key`` on remote ``rem``, fetched
+        (verified) into the cache with the entry; None when the remote has no such run or
+        it cannot be used (reported)."""
+        try:
+            data = rem.get_run(run_key)
+            if data is None:
+                return None
+            outs = runcache.check_entry(data, run_key, where=f"the run-cache entry of stage "
+                                        f"'{stage.name}' on remote {rem.describe()}")
+            if sorted(outs) != sorted(stage.outs):
+                raise DatavcError("it names other outputs")
+            self.reporter.info(f"Fetching the outputs of stage '{stage.name}' from the "
+                               f"run-cache of remote {rem.describe()}")
+            try:
+                transfer.fetch(self.store, rem, runcache.roots(outs), jobs=16,
+                               reporter=self.reporter)
+            finally:
+                publish(self.store, jobs=self.jobs)
+            if not runcache.complete(self.store, outs):
+                raise DatavcError("some of its outputs' objects are missing or damaged")
+            runcache.record(self.store, run_key, data, jobs=self.jobs)
+        except DatavcError as exc:
+            self.reporter.warn(f"stage '{stage.name}': not restored from the remote "
+                               f"run-cache: {exc.message}")
+            return None
+        return outs
 
     def _restore_outs(self, stage: Stage, outs: dict[str, OutLock],
                       state: StatCache) -> str | None:
@@ -486,10 +656,13 @@ class Pipelines(Maintenance):
         records (of revision ``rev`` with ``rev``)."""
         if not targets:
             sha = self.resolve(rev) if rev is not None else None
-            outs = sorted(self._lock_pointers(sha))
-            if outs:
-                targets = [os.path.join(self.root, t) for t in self.tracked(sha) + outs]
+            if self._lock_pointers(sha):
+                targets = [os.path.join(self.root, t) for t in self._data_paths(sha)]
         return super().checkout(targets, rev=rev, force=force)
+
+    def _data_paths(self, sha: str | None = None) -> list[str]:
+        """The tracked targets and the stage outputs recorded in the lock."""
+        return sorted({*super()._data_paths(sha), *self._lock_pointers(sha)})
 
     # ------------------------------------------------------------ dag, stage add, trust
 
@@ -555,8 +728,19 @@ class _Scheduler:
         self.done: dict[str, StageRun] = {}
         self.pending = list(names)
         self.running: dict[Future[str | None], tuple[str, _Now, list[Reason]]] = {}
+        self.remote: Remote | None = None  # the default remote, opened on the first miss
+        self.no_remote = dry_run or repo.default_remote() is None
+        self.tracked = set(repo.tracked())
+        self.warned: set[str] = set()
 
     def run(self) -> dict[str, StageRun]:
+        try:
+            return self._run()
+        finally:
+            if self.remote is not None:
+                self.remote.close()
+
+    def _run(self) -> dict[str, StageRun]:
         with ThreadPoolExecutor(max_workers=self.jobs) as pool:
             while self.pending or self.running:
                 self._start_ready(pool)
@@ -589,6 +773,7 @@ class _Scheduler:
             return
         stage = self.pipe.stages[name]
         now = self.repo._now(stage, self.state)
+        self._warn_unrecorded(now)
         reasons = self.repo._reasons(stage, self.lock.get(name), now)
         if self.force and not reasons:
             reasons = [Reason("forced", None, "--force")]
@@ -617,6 +802,24 @@ class _Scheduler:
         self.repo.reporter.info(f"Running stage '{name}' ({reasons[0]})")
         self.running[pool.submit(self.repo._run_cmd, stage)] = (name, now, reasons)
 
+    def _warn_unrecorded(self, now: _Now) -> None:
+        """Warn (once per path) about a dependency that is a tracked target whose data
+        differs from its manifest: the stage would run on data no commit records, e.g.
+        after a `git checkout` without `datavc checkout`."""
+        for dep, oid in now.deps.items():
+            if dep in self.warned or oid is None or dep not in self.tracked:
+                continue
+            self.warned.add(dep)
+            try:
+                pointer = self.repo.read_pointer(dep)
+            except DatavcError:
+                continue
+            if pointer.oid != oid:
+                self.repo.reporter.warn(
+                    f"dependency '{dep}' differs from {manifest.pointer_path(dep)}: `datavc "
+                    f"checkout {dep}` to use the recorded data, or `datavc add {dep}` to "
+                    "record this")
+
     def _finish(self, future: Future[str | None]) -> None:
         name, now, reasons = self.running.pop(future)
         stage = self.pipe.stages[name]
@@ -630,17 +833,30 @@ class _Scheduler:
         self.done[name] = StageRun(name, "ran", reasons)
 
     def _record(self, stage: Stage, now: _Now, outs: dict[str, OutLock]) -> None:
-        deps = {d: oid for d, oid in now.deps.items() if oid is not None}
-        self.lock[stage.name] = StageLock(stage.cmd_json, deps, now.params, outs)
+        self.lock[stage.name] = _lock_of(stage, now, outs)
         self.lock = {n: e for n, e in self.lock.items() if n in self.pipe.stages}
         self.repo._write_lock(self.lock)
 
     def _cached(self, stage: Stage, now: _Now) -> dict[str, OutLock] | None:
-        """The outputs the run-cache can restore for ``stage`` as its inputs are now."""
+        """The outputs the run-cache can restore for ``stage`` as its inputs are now: from
+        the cache, or (not in a dry run) fetched from the default remote's run-cache."""
         if not self.run_cache:
             return None
         run_key = self.repo._run_key(stage, now)
-        return None if run_key is None else self.repo._run_cache_find(stage, run_key)
+        if run_key is None:
+            return None
+        outs = self.repo._run_cache_find(stage, run_key)
+        if outs is not None or self.no_remote:
+            return outs
+        if self.remote is None:
+            try:
+                _, self.remote = self.repo._open_remote(None, None)
+            except DatavcError as exc:
+                self.repo.reporter.warn(f"the default remote's run-cache is not used: "
+                                        f"{exc.message}")
+                self.no_remote = True
+                return None
+        return self.repo._run_cache_remote(stage, run_key, self.remote)
 
     def _restore(self, stage: Stage, now: _Now, reasons: list[Reason],
                  outs: dict[str, OutLock]) -> bool:
@@ -656,3 +872,24 @@ class _Scheduler:
         self.done[stage.name] = StageRun(stage.name, "restored", reasons)
         return True
 
+
+
+def _lock_of(stage: Stage, now: _Now, outs: dict[str, OutLock]) -> StageLock:
+    """The lock entry of a run of ``stage`` with inputs ``now`` that produced ``outs``
+    (its run-cache key is :func:`runcache.lock_key`)."""
+    deps = {d: oid for d, oid in now.deps.items() if oid is not None}
+    return StageLock(stage.cmd_json, deps, now.params, outs)
+
+
+def _change(old: Any, new: Any) -> str:
+    """``old -> new`` for messages; for two tables, only the keys that changed."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(set(old) | set(new), key=str)
+        parts = [f"{k} {old[k]!r} -> {new[k]!r}" if k in old and k in new else
+                 f"{k} {'added' if k in new else 'removed'}"
+                 for k in keys if old.get(k, _MISSING) != new.get(k, _MISSING)]
+        return ", ".join(parts)
+    return f"{old!r} -> {new!r}"
+
+
+_MISSING = object()

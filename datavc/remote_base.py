@@ -5,6 +5,8 @@ Layout (the same on every backend, and the same as the cache, so a directory rem
 inspected like a cache)::
 
     <root>/objects/ab/<30 hex>    one object, named by its id's 32 hex digits (fan-out on 2)
+    <root>/runs/ab/<30 hex>       one run-cache entry, named by its run key (the entry's
+                                  canonical JSON, which names that key: docs/format.md)
     <root>/packs/                 reserved for a future pack format; nothing writes it yet
     <root>/tmp/                   directory remotes only: uploads in progress
 
@@ -25,6 +27,9 @@ from .errors import DatavcError, RemoteError, from_oserror
 from .hashing import Oid
 
 OBJECTS = "objects"
+RUNS = "runs"
+MAX_RUN = 4 << 20
+"""The largest run-cache entry a remote hands back (runcache.MAX_ENTRY)."""
 PACKS = "packs"  # reserved: a future format may store packs of small objects here
 FANOUT = 2
 
@@ -80,6 +85,26 @@ class Remote(Protocol):
         """Remove one object; deleting an absent object is not an error."""
         ...
 
+    def get_run(self, key: Oid) -> bytes | None:
+        """The run-cache entry stored under run key ``key`` (at most :data:`MAX_RUN` bytes;
+        RemoteError beyond), None when there is none. Not verified: the caller parses it and
+        checks it names ``key``."""
+        ...
+
+    def put_run(self, key: Oid, data: bytes) -> None:
+        """Store run-cache entry ``data`` under ``key``, replacing any: atomic (readers see
+        the old entry or the new one, never a part) and durable when it returns."""
+        ...
+
+    def iter_runs(self) -> Iterator[Oid]:
+        """Every run key with an entry, lazily; keys under ``runs/`` of another shape are
+        skipped."""
+        ...
+
+    def delete_run(self, key: Oid) -> None:
+        """Remove one run-cache entry; deleting an absent one is not an error."""
+        ...
+
     def describe(self) -> str:
         """The remote for messages: a URL or path without credentials or user-info."""
         ...
@@ -101,10 +126,10 @@ class Remote(Protocol):
         ...
 
 
-def object_key(oid: Oid) -> str:
-    """``objects/ab/<30 hex>``, relative to the remote's root."""
+def object_key(oid: Oid, top: str = OBJECTS) -> str:
+    """``objects/ab/<30 hex>`` (or ``runs/...`` with ``top``), relative to the root."""
     hexd = oid.hex
-    return f"{OBJECTS}/{hexd[:FANOUT]}/{hexd[FANOUT:]}"
+    return f"{top}/{hexd[:FANOUT]}/{hexd[FANOUT:]}"
 
 
 def parse_name(prefix: str, name: str) -> bytes | None:
@@ -115,10 +140,11 @@ def parse_name(prefix: str, name: str) -> bytes | None:
     return bytes.fromhex(text)
 
 
-def parse_key(key: str) -> bytes | None:
-    """The digest of ``objects/ab/<30 hex>`` (relative to the root), None for junk."""
+def parse_key(key: str, top: str = OBJECTS) -> bytes | None:
+    """The digest of ``objects/ab/<30 hex>`` (or ``runs/...`` with ``top``; relative to
+    the root), None for junk."""
     parts = key.split("/")
-    if len(parts) != 3 or parts[0] != OBJECTS:
+    if len(parts) != 3 or parts[0] != top:
         return None
     return parse_name(parts[1], parts[2])
 

@@ -16,10 +16,20 @@ from collections.abc import Callable, Iterable, Iterator
 from urllib.parse import unquote, urlsplit
 
 from . import crash, fsutil
-from .errors import ConfigError, IntegrityError, ObjectMissingError, from_oserror
+from .errors import ConfigError, IntegrityError, ObjectMissingError, RemoteError, from_oserror
 from .hashing import Oid
 from .objects import copy_and_hash
-from .remote_base import FANOUT, OBJECTS, Sink, missing, object_key, parse_name, remote_oserror
+from .remote_base import (
+    FANOUT,
+    MAX_RUN,
+    OBJECTS,
+    RUNS,
+    Sink,
+    missing,
+    object_key,
+    parse_name,
+    remote_oserror,
+)
 
 STALE_TMP_SECONDS = 24 * 3600
 LIST_PAGE = 8
@@ -227,6 +237,51 @@ class LocalRemote:
             pass
         except OSError as exc:
             raise remote_oserror(exc, path, "delete object") from None
+
+
+    # ------------------------------------------------------------ run-cache entries
+
+    def _run_path(self, key: Oid) -> str:
+        return os.path.join(self.root, object_key(key, RUNS))
+
+    def get_run(self, key: Oid) -> bytes | None:
+        path = self._run_path(key)
+        try:
+            with open(path, "rb") as f:
+                data = f.read(MAX_RUN + 1)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise remote_oserror(exc, path, "read run-cache entry") from None
+        if len(data) > MAX_RUN:
+            raise RemoteError(f"run-cache entry {path} is larger than {MAX_RUN} bytes")
+        return data
+
+    def put_run(self, key: Oid, data: bytes) -> None:
+        dest = self._run_path(key)
+        self._prepare()
+        try:
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            fsutil.atomic_write(dest, data, tmp_dir=self.tmp_dir)
+        except OSError as exc:
+            raise remote_oserror(exc, dest, "write run-cache entry") from None
+
+    def iter_runs(self) -> Iterator[Oid]:
+        runs = os.path.join(self.root, RUNS)
+        for sub in sorted(self._names(runs)):
+            for name in sorted(self._names(os.path.join(runs, sub))):
+                digest = parse_name(sub, name)
+                if digest is not None and _is_file(os.path.join(runs, sub, name)):
+                    yield Oid(digest)
+
+    def delete_run(self, key: Oid) -> None:
+        path = self._run_path(key)
+        try:
+            os.unlink(path)
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        except OSError as exc:
+            raise remote_oserror(exc, path, "delete run-cache entry") from None
 
 
 def local_path(path: str) -> str:

@@ -38,7 +38,7 @@ from .errors import (
     from_oserror,
 )
 from .hashing import Oid
-from .remote_base import OBJECTS, Sink, missing, object_key, parse_key, redact
+from .remote_base import MAX_RUN, OBJECTS, RUNS, Sink, missing, object_key, parse_key, redact
 
 MIB = 1 << 20
 MULTIPART_THRESHOLD = 16 * MIB
@@ -371,6 +371,43 @@ class S3Remote:
     def delete(self, oid: Oid) -> None:
         with contextlib.suppress(ObjectMissingError):  # S3 says 204; some stores say 404
             self._call("delete_object", "delete", oid, Key=self._key(oid))
+
+    # ------------------------------------------------------------ run-cache entries
+
+    def get_run(self, key: Oid) -> bytes | None:
+        try:
+            resp = self._call("get_object", "download run-cache entry", key,
+                              Key=self._base + object_key(key, RUNS))
+        except ObjectMissingError:
+            return None
+        body = resp["Body"]
+        try:
+            data = body.read(MAX_RUN + 1)
+        except _stream_errors() as exc:
+            raise RemoteError(f"cannot download run-cache entry {key} from "
+                              f"{self.describe()}: {type(exc).__name__}",
+                              hint="run the command again") from None
+        finally:
+            body.close()
+        if len(data) > MAX_RUN:
+            raise RemoteError(f"run-cache entry {key} on {self.describe()} is larger than "
+                              f"{MAX_RUN} bytes")
+        return bytes(data)
+
+    def put_run(self, key: Oid, data: bytes) -> None:
+        self._call("put_object", "upload run-cache entry", None,
+                   Key=self._base + object_key(key, RUNS), Body=data)
+
+    def iter_runs(self) -> Iterator[Oid]:
+        for name in self._list(f"{RUNS}/"):
+            digest = parse_key(name, RUNS)
+            if digest is not None:
+                yield Oid(digest)
+
+    def delete_run(self, key: Oid) -> None:
+        with contextlib.suppress(ObjectMissingError):
+            self._call("delete_object", "delete run-cache entry", key,
+                       Key=self._base + object_key(key, RUNS))
 
 
 def check_endpoint(url: str) -> None:

@@ -247,6 +247,12 @@ class RepoCore:
             if e.is_dir(follow_symlinks=False):
                 self._find_pointers(e.path, f"{rel}{e.name}/", found)
 
+    def _data_paths(self, sha: str | None = None) -> list[str]:
+        """Every path whose data datavc stores at ``sha`` (None: the work tree): the tracked
+        targets here; the pipeline part adds the stage outputs its lock records. What
+        push, fetch, pull and checkout move when no target is named."""
+        return self.tracked(sha)
+
     def _targets(self, targets: list[str] | None, rev: str | None = None) -> list[str]:
         if not targets:
             return self.tracked(rev)

@@ -128,9 +128,11 @@ class TransferResult:
     remote: str
     direction: str  # "push" or "fetch"
     transfer: transfer.Transfer
+    runs: int = 0  # run-cache entries moved
 
     def to_dict(self) -> dict[str, object]:
-        return {"remote": self.remote, "direction": self.direction, **self.transfer.to_dict()}
+        return {"remote": self.remote, "direction": self.direction, **self.transfer.to_dict(),
+                "runs": self.runs}
 
 
 @dataclass(frozen=True)

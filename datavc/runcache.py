@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
 
-from . import fsutil, stagelock
-from .errors import DatavcError, InvalidInputError
+from . import fsutil, stagelock, transfer
+from .errors import DatavcError, InvalidInputError, ObjectMissingError
 from .hashing import Oid, hash_bytes
 from .objects import FANOUT, ObjectStore
-from .stagelock import OutLock
+from .parallel import publish
+from .stagelock import OutLock, StageLock
 
 VERSION = 1
 RUNS_DIR = "runs"
@@ -47,6 +49,11 @@ def key(cmd: str | list[str], deps: dict[str, Oid], params: dict[str, Any],
         return hash_bytes(canonical(doc))
     except (TypeError, ValueError):
         return None
+
+
+def lock_key(lock: StageLock) -> Oid | None:
+    """The key of the run a lock entry records (the same inputs give the same key)."""
+    return key(lock.cmd, lock.deps, lock.params, list(lock.outs))
 
 
 def entry_bytes(run_key: Oid, outs: dict[str, OutLock]) -> bytes:
@@ -89,11 +96,73 @@ def lookup(store: ObjectStore, run_key: Oid) -> tuple[Oid, dict[str, OutLock]] |
     except OSError as exc:
         raise DatavcError(f"cannot read run-cache index {path}: {exc.strerror}") from None
     entry_id = Oid.parse(text.decode("ascii", "replace").strip())
-    got_key, outs = parse_entry(store.read_bytes(entry_id, limit=MAX_ENTRY),
-                                where=f"run-cache entry {entry_id}")
+    try:
+        data = store.read_bytes(entry_id, limit=MAX_ENTRY)
+    except ObjectMissingError:
+        return None  # the entry was garbage-collected with its outputs: no run recorded
+    got_key, outs = parse_entry(data, where=f"run-cache entry {entry_id}")
     if got_key != run_key:
         raise DatavcError(f"run-cache entry {entry_id} belongs to another key")
     return entry_id, outs
+
+
+def check_entry(data: bytes, run_key: Oid, *, where: str) -> dict[str, OutLock]:
+    """The outputs of entry ``data`` (from elsewhere: a remote), validated and checked to
+    belong to ``run_key``; InvalidInputError otherwise."""
+    got_key, outs = parse_entry(data, where=where)
+    if got_key != run_key:
+        raise InvalidInputError(f"{where} belongs to another key")
+    return outs
+
+
+def keys(store: ObjectStore) -> Iterator[Oid]:
+    """Every run key with an index file in the cache (other names are skipped)."""
+    top = os.path.join(store.root, RUNS_DIR)
+    for sub in sorted(_names(top)):
+        for name in sorted(_names(os.path.join(top, sub))):
+            text = sub + name
+            if len(sub) == FANOUT and len(text) == 32 and all(c in "0123456789abcdef"
+                                                              for c in text):
+                yield Oid(bytes.fromhex(text))
+
+
+def _names(directory: str) -> list[str]:
+    try:
+        return os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:
+        raise DatavcError(f"cannot list run-cache index {directory}: {exc.strerror}") from None
+
+
+def roots(outs: dict[str, OutLock]) -> list[transfer.Root]:
+    """The stored trees an entry names, for transfers and completeness checks."""
+    return [transfer.Root(out.kind, out.oid, out.nfiles) for out in outs.values()]
+
+
+def complete(store: ObjectStore, outs: dict[str, OutLock]) -> bool:
+    """Whether every object of every output is in the cache (a restore cannot fail)."""
+    return all(transfer.complete(store, root) for root in roots(outs))
+
+
+def record(store: ObjectStore, run_key: Oid, entry: bytes, *, jobs: int) -> Oid:
+    """Record entry ``entry`` (valid, of ``run_key``): the object, published, first; then
+    the index. Rewrites an entry object found damaged. Returns the entry's id."""
+    entry_id = hash_bytes(entry)
+    try:
+        intact = store.read_bytes(entry_id, limit=MAX_ENTRY) == entry
+    except DatavcError:
+        intact = False  # missing, or corrupt: (re)write it
+    if not intact:
+        store.add_bytes(entry, replace=True)
+        publish(store, jobs=jobs)
+    try:
+        found = lookup(store, run_key)
+    except DatavcError:
+        found = None
+    if found is None or found[0] != entry_id:
+        write_index(store, run_key, entry_id)
+    return entry_id
 
 
 def write_index(store: ObjectStore, run_key: Oid, entry_id: Oid) -> None:

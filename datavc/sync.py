@@ -66,11 +66,12 @@ class Sync(Worktree):
     def push(self, targets: list[str] | None = None, *, remote: str | None = None,
              jobs: int | None = None, revs: list[str] | None = None,
              all_branches: bool = False, all_tags: bool = False,
-             all_commits: bool = False) -> TransferResult:
-        """Upload the objects of ``targets`` (default: every tracked target) that the remote
-        lacks, as the work-tree manifests name them, or those of ``revs`` / the scopes.
-        Objects missing from the cache are reported in ``missing`` and the listings above
-        them are not pushed."""
+             all_commits: bool = False, run_cache: bool = False) -> TransferResult:
+        """Upload the objects of ``targets`` (default: every tracked target and stage
+        output) that the remote lacks, as the work-tree manifests name them, or those of
+        ``revs`` / the scopes. Objects missing from the cache are reported in ``missing``
+        and the listings above them are not pushed. (Run-cache entries, and ``run_cache``,
+        are the pipeline part's: ``Pipelines.push``.)"""
         name, rem = self._open_remote(remote, jobs)
         try:
             roots = self._roots(targets, revs, all_branches, all_tags, all_commits)
@@ -83,9 +84,10 @@ class Sync(Worktree):
     def fetch(self, targets: list[str] | None = None, *, remote: str | None = None,
               jobs: int | None = None, revs: list[str] | None = None,
               all_branches: bool = False, all_tags: bool = False,
-              all_commits: bool = False) -> TransferResult:
+              all_commits: bool = False, run_cache: bool = False) -> TransferResult:
         """Download into the cache the objects of ``targets`` that it lacks (verified; a
-        mismatch is retried once, then reported in ``corrupt`` and never stored)."""
+        mismatch is retried once, then reported in ``corrupt`` and never stored).
+        (``run_cache`` is the pipeline part's: ``Pipelines.fetch``.)"""
         name, rem = self._open_remote(remote, jobs)
         try:
             roots = self._roots(targets, revs, all_branches, all_tags, all_commits)
@@ -101,11 +103,11 @@ class Sync(Worktree):
         return TransferResult(name, "fetch", done)
 
     def pull(self, targets: list[str] | None = None, *, remote: str | None = None,
-             jobs: int | None = None, rev: str | None = None,
-             force: bool = False) -> tuple[TransferResult, list[CheckoutResult]]:
+             jobs: int | None = None, rev: str | None = None, force: bool = False,
+             run_cache: bool = False) -> tuple[TransferResult, list[CheckoutResult]]:
         """``fetch`` then ``checkout`` (with all of checkout's safety rules)."""
         fetched = self.fetch(targets, remote=remote, jobs=jobs,
-                             revs=[rev] if rev is not None else None)
+                             revs=[rev] if rev is not None else None, run_cache=run_cache)
         try:
             return fetched, self.checkout(targets, rev=rev, force=force)
         except ObjectMissingError as exc:
@@ -138,21 +140,24 @@ class Sync(Worktree):
         return name, open_remote(name, table, base_dir=self.root,
                                  jobs=self._transfer_jobs(jobs))
 
+    def _shas(self, revs: list[str] | None, all_branches: bool, all_tags: bool,
+              all_commits: bool) -> list[str | None]:
+        """The commits named and in the scopes, each once; [None] (the work tree) when none
+        is."""
+        if not (revs or all_branches or all_tags or all_commits):
+            return [None]
+        shas = [self.resolve(r) for r in revs or []]
+        shas += self.git.revisions(branches=all_branches, tags=all_tags, commits=all_commits)
+        return list(dict.fromkeys(shas))
+
     def _roots(self, targets: list[str] | None, revs: list[str] | None, all_branches: bool,
                all_tags: bool, all_commits: bool) -> list[transfer.Root]:
         """The trees to transfer: the work-tree manifests (no revision named), or those of
         each revision named and of each commit in the scopes."""
-        shas: list[str | None] = []
-        if revs or all_branches or all_tags or all_commits:
-            shas = [self.resolve(r) for r in revs or []]
-            shas += self.git.revisions(branches=all_branches, tags=all_tags,
-                                       commits=all_commits)
-        else:
-            shas = [None]
         roots: dict[tuple[str, bytes, tuple[str, ...]], transfer.Root] = {}
-        for sha in dict.fromkeys(shas):
+        for sha in self._shas(revs, all_branches, all_tags, all_commits):
             rels = ([self.target(t) for t in targets] if targets
-                    else self.tracked(sha))
+                    else self._data_paths(sha))
             for rel in rels:
                 found = self._holder(rel, sha)
                 if found is None:

@@ -94,6 +94,15 @@ class Transfer:
         with self._lock:
             (self.corrupt if corrupt else self.missing).append(oid)
 
+    def merge(self, other: Transfer) -> None:
+        """Count ``other`` (a second transfer of the same command) in this one."""
+        with self._lock:
+            self.transferred += other.transferred
+            self.nbytes += other.nbytes
+            self.present += other.present
+            self.missing += other.missing
+            self.corrupt += other.corrupt
+
     def to_dict(self) -> dict[str, object]:
         return {"transferred": self.transferred, "bytes": self.nbytes, "present": self.present,
                 "missing": sorted(str(o) for o in self.missing),

@@ -120,6 +120,25 @@ def test_changed_param_and_unrelated_param(pipe, run):
     assert runs(pipe) == ["b"]
 
 
+def test_a_changed_param_table_names_only_the_keys_that_changed(pipe, run):
+    (pipe / "datavc.toml").write_text(stage("a", ["raw"], "data/a", params=["params.toml:b"]))
+    ok(run("trust"))
+    ok(run("repro"))
+    (pipe / "params.toml").write_text("[b]\nname = 'n'\nseed = 2\nlr = 0.1\n")
+    st = repro_json(run, "--dry-run")
+    assert st["a"]["reasons"] == [{"kind": "param", "path": "params.toml:b",
+                                   "detail": "changed: lr added, seed 1 -> 2"}]
+
+
+def test_a_dependency_differing_from_its_manifest_is_warned_about(pipe, run):
+    ok(run("add", "raw"))
+    (pipe / "raw/x").write_text("edited")
+    r = ok(run("repro"))
+    assert r.err.count("dependency 'raw' differs from raw.datavc") == 1
+    ok(run("add", "raw"))
+    assert "differs" not in ok(run("repro")).err
+
+
 def test_changed_cmd_needs_trust_again_then_reruns(pipe, run):
     ok(run("repro"))
     runs(pipe)

@@ -25,8 +25,8 @@ def log_lines(root: Path) -> list[str]:
     return log.read_text().split() if log.exists() else []
 
 
-def statuses(run, *args: str) -> dict[str, str]:
-    doc = json.loads(ok(run("repro", "--json", *args)).out)
+def statuses(run, *args: str, cwd: Path | None = None) -> dict[str, str]:
+    doc = json.loads(ok(run("repro", "--json", *args, cwd=cwd)).out)
     return {s["name"]: s["status"] for s in doc["stages"]}
 
 
@@ -157,8 +157,8 @@ def test_damaged_entry_falls_back_to_running(pipe, run, damage):
     assert log_lines(pipe)[ran:] == ["a"]
     assert (pipe / "data/a").read_bytes() == b"X1Y1"
     assert not (pipe.parent / "escape").exists()
-    if damage != "out-object-missing":
-        assert "ignoring" in r.err
+    if damage not in ("out-object-missing", "index-missing-entry"):
+        assert "ignoring" in r.err  # (an entry object gone, as after gc, is no entry)
     # the run rewrote the index: the next restore works again
     (pipe / "data/a").unlink()
     assert statuses(run) == {"a": "restored", "b": "up-to-date"}

@@ -25,9 +25,9 @@ ORDER = [
     "links", "workspace",
     "scm", "hooks", "audit", "config", "trust",
     "pipeline", "stagelock",  # datavc.toml and datavc.lock: parsed, validated, the graph
-    "runcache",  # the run-cache: keys, entries, the index
     "remote_base", "remote_local", "remote_s3", "remote",  # remotes: protocol, backends
     "transfer",  # push and fetch over a remote
+    "runcache",  # the run-cache: keys, entries, the index, what a run's outputs need
     "results",  # the result records of the commands
     "repo_core", "worktree",  # the facade's base; add, commit, checkout, status
     "history", "sync",  # reading across revisions; remotes, push, fetch, pull
