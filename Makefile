@@ -1,4 +1,4 @@
-# One command each: `make demo` (set up + run the quickstart end to end),
+# One command each: `make demo` (set up + run the quickstart and the nightly pipeline example),
 # `make test` (set up + lint + type-check + the whole test suite).
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,6 +14,7 @@ $(VENV)/.installed: pyproject.toml
 
 demo: $(VENV)/.installed
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash examples/quickstart/demo.sh
+	PATH="$(abspath $(VENV))/bin:$$PATH" bash examples/nightly/run.sh
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check datavc tests benchmarks examples
