@@ -756,22 +756,35 @@ def stage() -> None:
 @click.option("-o", "--out", "outs", multiple=True, metavar="PATH", help="An output (repeat).")
 @click.option("-p", "--param", "params", multiple=True, metavar="FILE:KEY",
               help="A parameter, e.g. params.toml:train.seed (repeat).")
-@click.option("--shell", is_flag=True, help="Run the command through the shell.")
+@click.option("--probe", "probes", multiple=True, metavar="NAME=COMMAND",
+              help="A dependency that is not a file: COMMAND's output, hashed (repeat).")
+@click.option("--shell", is_flag=True, help="Run the command (and probes) through the shell.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @json_option
 def stage_add(name: str, deps: tuple[str, ...], outs: tuple[str, ...], params: tuple[str, ...],
-              shell: bool, command: tuple[str, ...], as_json: bool) -> None:
+              probes: tuple[str, ...], shell: bool, command: tuple[str, ...],
+              as_json: bool) -> None:
     """Add stage NAME running COMMAND to datavc.toml (the rest of the file is kept as it is).
 
     A duplicate name or output, or a cycle, is refused. Adding to a pipeline you trusted
-    (or a new one) keeps it trusted: you wrote it.
+    (or a new one) keeps it trusted: you wrote it. A probe reruns the stage when what its
+    command prints changes: a database table's checksum, an API's version.
 
     \b
     Example:
       datavc stage add -n eval -d model.bin -o metrics.json -- python src/eval.py
+      datavc stage add -n users -o data/users.csv \\
+          --probe "table=sqlite3 app.db 'select max(updated) from users'" \\
+          -- python src/export_users.py
     """
+    table: dict[str, str] = {}
+    for probe in probes:
+        probe_name, eq, probe_cmd = probe.partition("=")
+        if not eq or not probe_name or not probe_cmd.strip():
+            raise UsageError(f"--probe must be NAME=COMMAND, not {probe!r}")
+        table[probe_name] = probe_cmd
     result = _repo().stage_add(name, list(command), deps=list(deps), outs=list(outs),
-                               params=list(params), shell=shell)
+                               params=list(params), shell=shell, probes=table)
     if as_json:
         _emit_json(result.to_dict())
         return

@@ -13,7 +13,10 @@ Schema (docs/format.md §8)::
     deps = ["src/x.py", "data/raw"] # paths (files or directories)
     outs = ["data/x"]               # paths the command writes
     params = ["params.toml:x.seed"] # "FILE:SECTION" or "FILE:SECTION.KEY"
-    shell = false                   # run cmd through /bin/sh
+    shell = false                   # run cmd (and probes) through /bin/sh
+    probes = {users = "sqlite3 app.db 'select max(updated) from users'"}
+                                    # NAME = command whose stdout is hashed: a dependency
+                                    # that is not a file
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ MAX_BYTES = 1 << 20
 MAX_STAGES = 10_000
 STAGE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 _KEY = re.compile(r"[A-Za-z0-9_-]+")
-_STAGE_KEYS = frozenset({"cmd", "deps", "outs", "params", "shell"})
+_STAGE_KEYS = frozenset({"cmd", "deps", "outs", "params", "shell", "probes"})
+MAX_PROBES = 64
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,26 @@ class Param:
         return node
 
 
+def argv(cmd: str | tuple[str, ...], shell: bool) -> list[str] | str:
+    """What to hand to subprocess: a shell string with ``shell``, else argv."""
+    if shell:
+        return cmd if isinstance(cmd, str) else shlex.join(cmd)
+    return shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A dependency that is not a file: a command whose standard output is hashed (a
+    database table's checksum, an API's version). Its id is that of the bytes it prints."""
+
+    name: str
+    cmd: str | tuple[str, ...]
+
+    @property
+    def cmd_json(self) -> str | list[str]:
+        return self.cmd if isinstance(self.cmd, str) else list(self.cmd)
+
+
 @dataclass(frozen=True)
 class Stage:
     name: str
@@ -75,6 +99,7 @@ class Stage:
     outs: tuple[str, ...]
     params: tuple[Param, ...] = ()
     shell: bool = False
+    probes: tuple[Probe, ...] = ()
 
     @property
     def cmd_json(self) -> str | list[str]:
@@ -83,9 +108,7 @@ class Stage:
 
     def argv(self) -> list[str] | str:
         """What to hand to subprocess: a shell string with ``shell``, else argv."""
-        if self.shell:
-            return self.cmd if isinstance(self.cmd, str) else shlex.join(self.cmd)
-        return shlex.split(self.cmd) if isinstance(self.cmd, str) else list(self.cmd)
+        return argv(self.cmd, self.shell)
 
 
 @dataclass(frozen=True)
@@ -161,7 +184,20 @@ def _stage(name: str, body: Any, where: str) -> Stage:
     if len({p.spec for p in params}) != len(params):
         raise InvalidInputError(f"{at}: a param is listed twice")
     return Stage(name, _cmd(body.get("cmd"), at), _paths(body, "deps", at),
-                 _paths(body, "outs", at), params, shell)
+                 _paths(body, "outs", at), params, shell, _probes(body.get("probes", {}), at))
+
+
+def _probes(table: Any, at: str) -> tuple[Probe, ...]:
+    if not isinstance(table, dict):
+        raise InvalidInputError(f"{at}: 'probes' must be a table of NAME = command")
+    if len(table) > MAX_PROBES:
+        raise InvalidInputError(f"{at}: more than {MAX_PROBES} probes")
+    for name in table:
+        if not _KEY.fullmatch(name) or len(name) > 64:
+            raise InvalidInputError(f"{at}: invalid probe name {name!r}",
+                                    hint="use letters, digits, '_' and '-' (at most 64)")
+    return tuple(Probe(name, _cmd(cmd, f"{at}, probe '{name}'"))
+                 for name, cmd in sorted(table.items()))
 
 
 def _cmd(cmd: Any, at: str) -> str | tuple[str, ...]:
@@ -257,6 +293,8 @@ def stage_doc(stage: Stage) -> dict[str, Any]:
         body["params"] = [p.spec for p in stage.params]
     if stage.shell:
         body["shell"] = True
+    if stage.probes:
+        body["probes"] = {p.name: p.cmd_json for p in stage.probes}
     return body
 
 

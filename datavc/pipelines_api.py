@@ -31,7 +31,7 @@ from .errors import (
     from_oserror,
 )
 from .gc import Kept
-from .hashing import Oid
+from .hashing import Oid, hash_fd
 from .maintain import LEVELS, CheckProblem, CheckResult, LevelReport, Maintenance
 from .manifest import Pointer
 from .parallel import publish
@@ -48,7 +48,8 @@ LOCKFILE = stagelock.FILENAME
 @dataclass(frozen=True)
 class Reason:
     """Why a stage is stale: ``kind`` is ``new``, ``forced``, ``cmd``, ``dep``, ``param``,
-    ``out`` or ``upstream``; ``path`` the dependency, param or output (or upstream stage)."""
+    ``probe``, ``out`` or ``upstream``; ``path`` the dependency, param, probe or output (or
+    upstream stage)."""
 
     kind: str
     path: str | None
@@ -132,6 +133,11 @@ class _Now:
     deps: dict[str, Oid | None]
     params: dict[str, Any]
     outs: dict[str, Oid | None]
+    probes: dict[str, Oid | str] = field(default_factory=dict)  # str: why it has no id
+
+    @property
+    def failed_probes(self) -> dict[str, str]:
+        return {n: why for n, why in self.probes.items() if isinstance(why, str)}
 
 
 class Pipelines(Maintenance):
@@ -257,7 +263,35 @@ class Pipelines(Maintenance):
 
     # ------------------------------------------------------------ staleness
 
-    def _now(self, stage: Stage, state: StatCache) -> _Now:
+    def _now(self, stage: Stage, state: StatCache, *, probes: bool = True) -> _Now:
+        """``stage``'s inputs and outputs as they are now; its probes are run only with
+        ``probes`` (they are commands: an untrusted pipeline's are not)."""
+        now = self._now_files(stage, state)
+        for probe in stage.probes:
+            now.probes[probe.name] = (self._run_probe(stage, probe) if probes else
+                                      "not run: the pipeline is not trusted (`datavc trust`)")
+        return now
+
+    def _run_probe(self, stage: Stage, probe: pipeline_mod.Probe) -> Oid | str:
+        """The id of what ``probe`` prints on its standard output (streamed), or why it
+        has none. Its standard error goes to datavc's."""
+        try:
+            proc = subprocess.Popen(pipeline_mod.argv(probe.cmd, stage.shell), cwd=self.root,
+                                    shell=stage.shell, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=sys.stderr.fileno())
+        except OSError as exc:
+            return f"cannot run {probe.cmd_json!r}: {exc.strerror or exc}"
+        with proc:
+            assert proc.stdout is not None
+            try:
+                oid, _ = hash_fd(proc.stdout.fileno())
+            except OSError as exc:
+                proc.kill()
+                return f"cannot read its output: {exc.strerror or exc}"
+            code = proc.wait()
+        return oid if code == 0 else f"failed: exited with status {code}"
+
+    def _now_files(self, stage: Stage, state: StatCache) -> _Now:
         params: dict[str, Any] = {}
         docs: dict[str, dict[str, Any]] = {}
         for p in stage.params:
@@ -298,6 +332,15 @@ class Pipelines(Maintenance):
                 out.append(Reason("param", spec, "changed: " + _change(old.params[spec], value)))
         out += [Reason("param", p, "was removed")
                 for p in sorted(set(old.params) - set(now.params))]
+        for name, probe in now.probes.items():
+            if isinstance(probe, str):
+                out.append(Reason("probe", name, probe))
+            elif name not in old.probes:
+                out.append(Reason("probe", name, "is new"))
+            elif old.probes[name] != probe:
+                out.append(Reason("probe", name, "changed"))
+        out += [Reason("probe", p, "was removed")
+                for p in sorted(set(old.probes) - set(now.probes))]
         for path, oid in now.outs.items():
             if oid is None:
                 out.append(Reason("out", path, "is missing"))
@@ -342,9 +385,12 @@ class Pipelines(Maintenance):
                                     "keeps the last good run of the failed stages")
         return result
 
-    def _require_trust(self) -> None:
+    def _trusted(self) -> bool:
         data = self._pipeline_bytes() or b""
-        if not trust_mod.is_trusted(self.root, trust_mod.digest(data)):
+        return trust_mod.is_trusted(self.root, trust_mod.digest(data))
+
+    def _require_trust(self) -> None:
+        if not self._trusted():
             raise UntrustedPipelineError(
                 f"the commands of {os.path.join(self.root, FILENAME)} are not trusted in "
                 "this clone (new, or changed since you trusted it)",
@@ -386,7 +432,7 @@ class Pipelines(Maintenance):
     @staticmethod
     def _run_key(stage: Stage, now: _Now) -> Oid | None:
         lock = _lock_of(stage, now, {})
-        return runcache.key(lock.cmd, lock.deps, lock.params, stage.outs)
+        return runcache.key(lock.cmd, lock.deps, lock.params, stage.outs, lock.probes)
 
     def _run_cache_find(self, stage: Stage, run_key: Oid) -> dict[str, OutLock] | None:
         """The outputs recorded for ``run_key`` when they can be restored: a valid entry
@@ -674,18 +720,20 @@ class Pipelines(Maintenance):
 
     def stage_add(self, name: str, cmd: list[str], *, deps: list[str] | None = None,
                   outs: list[str] | None = None, params: list[str] | None = None,
-                  shell: bool = False) -> StageAddResult:
+                  shell: bool = False, probes: dict[str, str] | None = None) -> StageAddResult:
         """Append stage ``name`` to ``datavc.toml``, keeping the rest of it byte for byte.
+        ``probes`` maps a probe's name to its command (a dependency that is not a file).
         A duplicate name or output, or a cycle, is refused. When the file was trusted (or
         did not exist), the new file is trusted too: its author is this user."""
         if not cmd:
             raise UsageError("no command given", hint="put it after --: datavc stage add -n "
                                                       "NAME -d DEP -o OUT -- python x.py")
         with self._locked("stage add"):
-            return self._stage_add(name, cmd, deps or [], outs or [], params or [], shell)
+            return self._stage_add(name, cmd, deps or [], outs or [], params or [], shell,
+                                   probes or {})
 
     def _stage_add(self, name: str, cmd: list[str], deps: list[str], outs: list[str],
-                   params: list[str], shell: bool) -> StageAddResult:
+                   params: list[str], shell: bool, probes: dict[str, str]) -> StageAddResult:
         old = self._pipeline_bytes()
         text = (old or b"").decode("utf-8", "replace")
         if old is not None and name in pipeline_mod.loads(old).stages:
@@ -693,7 +741,8 @@ class Pipelines(Maintenance):
         where = f"stage '{name}'"
         stage = Stage(name, cmd[0] if shell and len(cmd) == 1 else tuple(cmd),
                       tuple(self.target(p) for p in deps), tuple(self.target(p) for p in outs),
-                      tuple(pipeline_mod.Param.parse(p, where=where) for p in params), shell)
+                      tuple(pipeline_mod.Param.parse(p, where=where) for p in params), shell,
+                      tuple(pipeline_mod.Probe(n, c) for n, c in sorted(probes.items())))
         new = pipeline_mod.append_stage(text, stage).encode()
         pipeline_mod.loads(new)  # refuses duplicates and cycles, naming the stages
         was_trusted = old is None or trust_mod.is_trusted(self.root, trust_mod.digest(old))
@@ -730,6 +779,7 @@ class _Scheduler:
         self.running: dict[Future[str | None], tuple[str, _Now, list[Reason]]] = {}
         self.remote: Remote | None = None  # the default remote, opened on the first miss
         self.no_remote = dry_run or repo.default_remote() is None
+        self.trusted = not dry_run or repo._trusted()  # probes run only when trusted
         self.tracked = set(repo.tracked())
         self.warned: set[str] = set()
 
@@ -772,12 +822,14 @@ class _Scheduler:
             self.done[name] = StageRun(name, "skipped", [], f"upstream stage '{bad[0]}' failed")
             return
         stage = self.pipe.stages[name]
-        now = self.repo._now(stage, self.state)
+        now = self.repo._now(stage, self.state, probes=self.trusted)
         self._warn_unrecorded(now)
         reasons = self.repo._reasons(stage, self.lock.get(name), now)
         if self.force and not reasons:
             reasons = [Reason("forced", None, "--force")]
-        missing = [d for d, oid in now.deps.items() if oid is None]
+        missing = [f"dependency '{d}' does not exist"
+                   for d, oid in now.deps.items() if oid is None]
+        missing += [f"probe '{n}' {why}" for n, why in now.failed_probes.items()]
         if self.dry_run:
             stale_ups = [u for u in ups
                          if self.done[u].status in ("would-run", "would-restore")]
@@ -793,8 +845,7 @@ class _Scheduler:
             self.done[name] = StageRun(name, "up-to-date")
             return
         if missing:
-            self.done[name] = StageRun(name, "failed", reasons,
-                                       f"dependency '{missing[0]}' does not exist")
+            self.done[name] = StageRun(name, "failed", reasons, missing[0])
             return
         outs = self._cached(stage, now)
         if outs is not None and self._restore(stage, now, reasons, outs):
@@ -878,7 +929,8 @@ def _lock_of(stage: Stage, now: _Now, outs: dict[str, OutLock]) -> StageLock:
     """The lock entry of a run of ``stage`` with inputs ``now`` that produced ``outs``
     (its run-cache key is :func:`runcache.lock_key`)."""
     deps = {d: oid for d, oid in now.deps.items() if oid is not None}
-    return StageLock(stage.cmd_json, deps, now.params, outs)
+    probes = {n: oid for n, oid in now.probes.items() if isinstance(oid, Oid)}
+    return StageLock(stage.cmd_json, deps, now.params, outs, probes)
 
 
 def _change(old: Any, new: Any) -> str:

@@ -41,10 +41,14 @@ def canonical(doc: Any) -> bytes:
 
 
 def key(cmd: str | list[str], deps: dict[str, Oid], params: dict[str, Any],
-        outs: list[str] | tuple[str, ...]) -> Oid | None:
-    """The run-cache key of a run; None when a param value has no JSON form."""
-    doc = {"runcache": VERSION, "cmd": cmd, "deps": {p: str(o) for p, o in deps.items()},
-           "params": params, "outs": sorted(outs)}
+        outs: list[str] | tuple[str, ...], probes: dict[str, Oid] | None = None) -> Oid | None:
+    """The run-cache key of a run; None when a param value has no JSON form. Probes are
+    part of the document only when the stage has some (keys of other runs stay as they
+    were)."""
+    doc: dict[str, Any] = {"runcache": VERSION, "cmd": cmd, "params": params,
+                           "deps": {p: str(o) for p, o in deps.items()}, "outs": sorted(outs)}
+    if probes:
+        doc["probes"] = {n: str(o) for n, o in probes.items()}
     try:
         return hash_bytes(canonical(doc))
     except (TypeError, ValueError):
@@ -53,7 +57,7 @@ def key(cmd: str | list[str], deps: dict[str, Oid], params: dict[str, Any],
 
 def lock_key(lock: StageLock) -> Oid | None:
     """The key of the run a lock entry records (the same inputs give the same key)."""
-    return key(lock.cmd, lock.deps, lock.params, list(lock.outs))
+    return key(lock.cmd, lock.deps, lock.params, list(lock.outs), lock.probes)
 
 
 def entry_bytes(run_key: Oid, outs: dict[str, OutLock]) -> bytes:

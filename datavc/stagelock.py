@@ -10,6 +10,7 @@ size, every path and id validated.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ VERSION = 1
 MAX_BYTES = 16 << 20
 _STAGE_KEYS = {"cmd", "deps", "outs", "params"}
 _OUT_KEYS = {"kind", "oid", "size", "nfiles"}
+_PROBE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -45,11 +47,15 @@ class StageLock:
     deps: dict[str, Oid] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     outs: dict[str, OutLock] = field(default_factory=dict)
+    probes: dict[str, Oid] = field(default_factory=dict)  # name -> id of its output
 
     def to_dict(self) -> dict[str, Any]:
-        return {"cmd": self.cmd, "deps": {p: str(o) for p, o in self.deps.items()},
-                "params": dict(self.params),
-                "outs": {p: o.to_dict() for p, o in self.outs.items()}}
+        doc = {"cmd": self.cmd, "deps": {p: str(o) for p, o in self.deps.items()},
+               "params": dict(self.params),
+               "outs": {p: o.to_dict() for p, o in self.outs.items()}}
+        if self.probes:  # absent without probes: such locks stay as they were
+            doc["probes"] = {n: str(o) for n, o in self.probes.items()}
+        return doc
 
 
 def dumps(stages: dict[str, StageLock]) -> bytes:
@@ -81,8 +87,9 @@ def _stage(name: str, body: Any, where: str) -> StageLock:
     at = f"{where}, stage '{name}'"
     if not STAGE_NAME.fullmatch(name):
         raise InvalidInputError(f"{where}: invalid stage name {name!r}")
-    if not isinstance(body, dict) or set(body) != _STAGE_KEYS:
-        raise InvalidInputError(f"{at}: expected exactly the keys {sorted(_STAGE_KEYS)}")
+    if not isinstance(body, dict) or set(body) - {"probes"} != _STAGE_KEYS:
+        raise InvalidInputError(f"{at}: expected exactly the keys {sorted(_STAGE_KEYS)} "
+                                "(and 'probes')")
     cmd = body["cmd"]
     if not (isinstance(cmd, str) or (isinstance(cmd, list)
                                      and all(isinstance(a, str) for a in cmd))):
@@ -90,8 +97,13 @@ def _stage(name: str, body: Any, where: str) -> StageLock:
     deps, outs, params = body["deps"], body["outs"], body["params"]
     if not (isinstance(deps, dict) and isinstance(outs, dict) and isinstance(params, dict)):
         raise InvalidInputError(f"{at}: 'deps', 'outs' and 'params' must be objects")
+    probes = body.get("probes", {})
+    if not isinstance(probes, dict) or not all(isinstance(n, str) and _PROBE.fullmatch(n)
+                                               for n in probes):
+        raise InvalidInputError(f"{at}: 'probes' must be an object of probe names")
     return StageLock(cmd, {_path(p, at): _oid(o, at) for p, o in deps.items()}, params,
-                     {_path(p, at): _out(o, at) for p, o in outs.items()})
+                     {_path(p, at): _out(o, at) for p, o in outs.items()},
+                     {n: _oid(o, at) for n, o in probes.items()})
 
 
 def _path(path: str, at: str) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import gen, git
-from tests.func.helpers import age, fails, object_path, ok
+from tests.func.helpers import age, fails, object_path, oid_of, ok
 
 # cat.py OUT IN...: OUT = the inputs' bytes (files; directories walked in order), upper-cased,
 # plus a line per run appended to runs.log (which is nobody's dependency)
@@ -137,6 +137,48 @@ def test_a_dependency_differing_from_its_manifest_is_warned_about(pipe, run):
     assert r.err.count("dependency 'raw' differs from raw.datavc") == 1
     ok(run("add", "raw"))
     assert "differs" not in ok(run("repro")).err
+
+
+def test_probe_dependencies(root, run):
+    """A probe reruns its stage when what it prints changes, never otherwise; the run-cache
+    knows its value; a failing probe fails its stage; untrusted, a probe is not run."""
+    gen(root, {"cat.py": CAT, "table.txt": "v1\n",
+               "probe.py": "import os, sys\nif not os.path.exists('table.txt'):\n"
+                           "    sys.exit('no table')\n"
+                           "sys.stdout.write(open('table.txt').read())\n"})
+    probe_cmd = json.dumps([sys.executable, "probe.py"])
+    (root / "datavc.toml").write_text(stage("a", [], "data/a",
+                                            extra=f"probes = {{table = {probe_cmd}}}\n"))
+    ok(run("trust"))
+    assert repro_json(run)["a"]["status"] == "ran"
+    probe = json.loads((root / "datavc.lock").read_text())["stages"]["a"]["probes"]["table"]
+    assert probe == oid_of(b"v1\n")
+    assert repro_json(run)["a"]["status"] == "up-to-date"
+    (root / "table.txt").write_text("v2\n")
+    st = repro_json(run, "--dry-run")["a"]
+    assert st["status"] == "would-run"
+    assert st["reasons"] == [{"kind": "probe", "path": "table", "detail": "changed"}]
+    assert repro_json(run)["a"]["status"] == "ran"
+    (root / "table.txt").write_text("v1\n")
+    assert repro_json(run)["a"]["status"] == "restored"  # the key holds the probe's id
+    runs(root)
+    (root / "table.txt").unlink()  # the probe fails: the stage fails, naming it
+    r = fails(run("repro"), 1)
+    assert "probe 'table' failed: exited with status 1" in r.err and runs(root) == []
+    # a fresh clone (untrusted): the dry run says the probe was not run, and runs nothing
+    (root / "datavc.toml").write_text((root / "datavc.toml").read_text() + "\n")
+    st = repro_json(run, "--dry-run")["a"]
+    assert st["status"] == "would-run"
+    assert st["reasons"][0]["kind"] == "probe" and "not trusted" in st["reasons"][0]["detail"]
+
+
+def test_stage_add_with_a_probe(root, run):
+    ok(run("stage", "add", "-n", "v", "-o", "out", "--shell", "--probe", "ver=echo 7",
+           "--", "echo built > out"))
+    assert repro_json(run)["v"]["status"] == "ran"
+    assert json.loads((root / "datavc.lock").read_text())["stages"]["v"]["probes"] == \
+        {"ver": oid_of(b"7\n")}
+    fails(run("stage", "add", "-n", "w", "-o", "o2", "--probe", "novalue", "--", "true"), 2)
 
 
 def test_changed_cmd_needs_trust_again_then_reruns(pipe, run):

@@ -72,6 +72,13 @@ def test_shell_keeps_the_string():
     ('[stages.a]\ncmd = "x"\nparams = ["nocolon"]\n', "FILE:SECTION"),
     ('[stages.a]\ncmd = "x"\nparams = ["p.toml:a..b"]\n', "malformed param key"),
     ('[stages."bad name"]\ncmd = "x"\n', "invalid stage name"),
+    ('[stages.a]\ncmd = "x"\nprobes = ["v"]\n', "'probes' must be a table"),
+    ('[stages.a]\ncmd = "x"\nprobes = {"a b" = "v"}\n', "invalid probe name"),
+    ('[stages.a]\ncmd = "x"\nprobes = {v = ""}\n', "probe 'v': 'cmd' must be"),
+    ('[stages.a]\ncmd = "x"\nprobes = {v = 3}\n', "probe 'v': 'cmd' must be"),
+    ('[stages.a]\ncmd = "x"\n[stages.a.probes]\n' + "".join(f"p{i} = 'x'\n"
+                                                             for i in range(65)),
+     "more than 64 probes"),
     ('stages = 1\n', "must be a table"),
     ('[other]\n', "unknown top-level"),
     ('[stages.a\n', "not valid TOML"),
@@ -135,6 +142,32 @@ def sample_lock() -> dict[str, StageLock]:
     return {"b": StageLock(["python", "b.py"], {"d": oid}, {"p.toml:k": [1, "two"]},
                            {"o": OutLock("dir", oid, 3, 2)}),
             "a": StageLock("run a", {}, {}, {})}
+
+
+def test_probes_parse_and_round_trip_through_stage_add():
+    stage = pipeline.Stage("users", "python export.py", (), ("users.csv",),
+                           probes=(pipeline.Probe("table", "sqlite3 app.db 'select 1'"),
+                                   pipeline.Probe("api", ("curl", "-s", "http://x/v"))))
+    pipe = load(pipeline.append_stage("", stage))
+    got = pipe.stages["users"]
+    assert {p.name: p.cmd for p in got.probes} == {p.name: p.cmd for p in stage.probes}
+    assert [p.name for p in got.probes] == ["api", "table"]  # sorted: a stable order
+
+
+def test_lock_probes_round_trip_and_are_absent_without_probes():
+    lock = sample_lock()
+    assert "probes" not in json.loads(stagelock.dumps(lock))["stages"]["a"]
+    with_probes = {**lock, "a": StageLock(lock["a"].cmd, lock["a"].deps, lock["a"].params,
+                                          lock["a"].outs, {"table": hash_bytes(b"42\n")})}
+    data = stagelock.dumps(with_probes)
+    assert stagelock.loads(data) == with_probes
+    doc = json.loads(data)
+    doc["stages"]["a"]["probes"] = {"bad name": str(hash_bytes(b""))}
+    with pytest.raises(InvalidInputError, match="probe"):
+        stagelock.loads(json.dumps(doc).encode())
+    doc["stages"]["a"]["probes"] = {"table": "xxh128:zz"}
+    with pytest.raises(InvalidInputError):
+        stagelock.loads(json.dumps(doc).encode())
 
 
 def test_lock_round_trip_and_determinism():
