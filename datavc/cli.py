@@ -191,7 +191,8 @@ def status(targets: tuple[str, ...], remote_name: str | None, as_json: bool) -> 
     """Show what changed in the workspace against the manifests.
 
     With --remote, also what the remote lacks of what the manifests name: it is asked now,
-    nothing is assumed from earlier pushes.
+    nothing is assumed from earlier pushes. With a pipeline (and no TARGET), also which
+    stages are stale and why (for scripts: `datavc repro --dry-run --json`).
 
     \b
     Example:
@@ -199,11 +200,12 @@ def status(targets: tuple[str, ...], remote_name: str | None, as_json: bool) -> 
       datavc status data --json
       datavc status --remote          # what `datavc push` would still send
     """
-    results = _repo().status(list(targets) or None, remote=remote_name)
+    repo = _repo()
+    results = repo.status(list(targets) or None, remote=remote_name)
     if as_json:
         _emit_json([r.to_dict() for r in results])
         return
-    if not results:
+    if not results and not os.path.exists(os.path.join(repo.root, "datavc.toml")):
         click.echo("Nothing is tracked yet: `datavc add PATH` to start.")
     elif all(r.state == "clean" and not r.not_in_cache for r in results):
         click.echo("Data and manifests are up to date.")
@@ -220,6 +222,28 @@ def status(targets: tuple[str, ...], remote_name: str | None, as_json: bool) -> 
         click.echo(f"{r.path}: {r.state}")
         for c in r.changes:
             click.echo(f"    {c.change + ':':<10} {c.path}{'/' if c.kind == 'dir' else ''}")
+    if not targets:
+        _stage_status(repo)
+
+
+def _stage_status(repo: Repo) -> None:
+    """status's pipeline part: each stale stage and why (what `repro --dry-run` says)."""
+    if not os.path.exists(os.path.join(repo.root, "datavc.toml")):
+        return
+    try:
+        dry = repo.repro(dry_run=True)
+    except DatavcError as exc:
+        click.echo(f"Pipeline: cannot tell which stages are stale: {exc.message}")
+        return
+    stale = [s for s in dry.stages if s.status != "up-to-date"]
+    if not stale:
+        click.echo(f"Pipeline: all {len(dry.stages)} stage(s) up to date.")
+        return
+    click.echo(f"Pipeline: {len(stale)} of {len(dry.stages)} stage(s) stale "
+               "(`datavc repro` brings them up to date):")
+    for s in stale:
+        why = "; ".join(str(r) for r in s.reasons)
+        click.echo(f"    {s.name}: {s.status.replace('would-', 'would ')} ({why})")
 
 
 def _split_revisions(repo: Repo, args: tuple[str, ...]) -> tuple[list[str], list[str]]:

@@ -181,6 +181,20 @@ def test_stage_add_with_a_probe(root, run):
     fails(run("stage", "add", "-n", "w", "-o", "o2", "--probe", "novalue", "--", "true"), 2)
 
 
+def test_status_says_which_stages_are_stale_and_why(pipe, run):
+    out = ok(run("status")).out
+    assert "Pipeline: 3 of 3 stage(s) stale" in out and "a: would run (never ran)" in out
+    ok(run("repro"))
+    assert "Pipeline: all 3 stage(s) up to date." in ok(run("status")).out
+    (pipe / "params.toml").write_text("[b]\nseed = 5\nname = 'n'\n")
+    out = ok(run("status")).out
+    assert "Pipeline: 1 of 3 stage(s) stale" in out
+    assert "b: would run (param 'params.toml:b.seed' changed: 1 -> 5)" in out
+    assert json.loads(ok(run("status", "--json")).out) == []
+    ok(run("add", "other"))
+    assert "Pipeline" not in ok(run("status", "other")).out  # a target named: only targets
+
+
 def test_changed_cmd_needs_trust_again_then_reruns(pipe, run):
     ok(run("repro"))
     runs(pipe)
