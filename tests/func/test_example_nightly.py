@@ -10,6 +10,8 @@ import subprocess
 import sysconfig
 from pathlib import Path
 
+import xxhash
+
 from tests.conftest import git
 
 RUN_SH = Path(__file__).resolve().parents[2] / "examples" / "nightly" / "run.sh"
@@ -40,9 +42,15 @@ def test_the_nightly_example_runs_and_leaves_what_it_claims(tmp_path: Path):
     assert git(project, "status", "--porcelain") == ""
     assert len(git(project, "log", "--format=%h").split()) == 4
 
-    for out in ("models/model.json", "metrics.json", "data/features/users.csv",
-                "data/scores/tag_quality.csv"):
+    for out in ("data/features/users.csv", "data/scores/tag_quality.csv"):
         assert (clone / out).read_bytes() == (project / out).read_bytes(), out
+    # the clone ends on the learning rate of step 5, restored from the remote's run-cache
+    clone_lock = json.loads((clone / "datavc.lock").read_text())
+    assert clone_lock["stages"]["train"]["params"]["params.toml:train"]["learning_rate"] == 0.05
+    model = clone_lock["stages"]["train"]["outs"]["models/model.json"]["oid"]
+    assert xxhash.xxh3_128_hexdigest((clone / "models/model.json").read_bytes()) == \
+        model.split(":")[1]
+    assert model != lock["stages"]["train"]["outs"]["models/model.json"]["oid"]
     # trust was recorded in the work directory, not in the user's config
     assert (work / "config" / "datavc" / "trust.json").is_file()
     assert not (Path(os.environ["XDG_CONFIG_HOME"]) / "datavc").exists()
