@@ -14,12 +14,12 @@ import multiprocessing
 import os
 import signal
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from . import crash, lock
-from .errors import DatavcError
+from .errors import DatavcError, from_oserror
 from .objects import ObjectStore, Stored, open_for_read, rename_into_place, store_fd
 
 MIN_FILES_FOR_POOL = 512
@@ -165,3 +165,74 @@ def publish(store: ObjectStore, *, jobs: int) -> None:
     chunks = [(store.objects_dir, list(c)) for c in split(tmps, jobs)]
     run_chunks(rename_into_place, chunks, jobs=jobs, pool=True, measure=lambda part: (0, 0))
     store.sync()
+
+
+class Copied(NamedTuple):
+    """One object copied into a store by :func:`copy_objects`: its size and temp file, or
+    ``error``: ``missing`` (no source file) or ``corrupt`` (the bytes are another id's)."""
+
+    size: int
+    tmp: str | None
+    error: str | None = None
+
+
+def copy_objects(items: list[tuple[str, bytes]], objects_dir: str, tmp_dir: str, *,
+                 jobs: int, progress: Progress | None = None) -> list[Copied]:
+    """Copy each ``(path, digest)`` into the store at ``objects_dir``/``tmp_dir`` as a temp
+    file (to be published by the caller), hashing as it goes, in worker processes when
+    there are many: how a directory remote and the cache exchange objects. A copy whose
+    bytes do not hash to ``digest`` is removed and reported ``corrupt``; a source that does
+    not exist is ``missing``. Results in the order of ``items``."""
+    chunks = [(list(c), objects_dir, tmp_dir) for c in split(items, jobs)]
+    return run_chunks(_copy_chunk, chunks, jobs=jobs, pool=len(items) >= MIN_FILES_FOR_POOL,
+                      measure=lambda part: (len(part), sum(c.size for c in part)),
+                      progress=progress)
+
+
+def _copy_chunk(items: list[tuple[str, bytes]], objects_dir: str,
+                tmp_dir: str) -> list[Copied]:
+    """Copy a chunk: files are opened by a few threads at a time (an open of a file whose
+    inode is not cached waits on the disk: in flight together, those waits overlap) and
+    announced with POSIX_FADV_WILLNEED, then copied and hashed in order."""
+    out: list[Copied] = []
+    with ThreadPoolExecutor(OPENERS) as openers:
+        for start in range(0, len(items), PREFETCH):
+            batch = items[start:start + PREFETCH]
+            fds = list(openers.map(_open_advised, [path for path, _ in batch]))
+            try:
+                for i, (path, digest) in enumerate(batch):
+                    fd, fds[i] = fds[i], -1
+                    if isinstance(fd, OSError):
+                        raise from_oserror(fd, path, "read")
+                    if fd < 0:
+                        out.append(Copied(0, None, "missing"))
+                        continue
+                    got = store_fd(fd, path, objects_dir, tmp_dir)  # closes the fd
+                    if got.digest != digest:
+                        if got.tmp:
+                            os.unlink(got.tmp)
+                        out.append(Copied(got.size, None, "corrupt"))
+                    else:
+                        out.append(Copied(got.size, got.tmp))
+            finally:
+                for fd in fds:
+                    if isinstance(fd, int) and fd >= 0:
+                        os.close(fd)
+    return out
+
+
+OPENERS = 8
+
+
+def _open_advised(path: str) -> int | OSError:
+    """An fd of ``path`` with read-ahead requested; -1 when it does not exist, the error
+    when it cannot be opened (raised by the caller, in order)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return -1
+    except OSError as exc:
+        return exc
+    with contextlib.suppress(OSError):
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+    return fd

@@ -59,7 +59,8 @@ class LocalRemote:
     def close(self) -> None:
         pass
 
-    def _path(self, oid: Oid) -> str:
+    def path_of(self, oid: Oid) -> str:
+        """Where object ``oid`` is (or would be) stored."""
         return os.path.join(self.root, object_key(oid))
 
     # ------------------------------------------------------------------ reading
@@ -68,7 +69,7 @@ class LocalRemote:
         return missing(oids, probe=self._exists, list_prefix=self._list_prefix, page=LIST_PAGE)
 
     def _exists(self, oid: Oid) -> bool:
-        path = self._path(oid)
+        path = self.path_of(oid)
         try:
             os.stat(path)
         except (FileNotFoundError, NotADirectoryError):
@@ -107,7 +108,7 @@ class LocalRemote:
                 yield Oid(digest)
 
     def get(self, oid: Oid, sink: Sink) -> None:
-        path = self._path(oid)
+        path = self.path_of(oid)
         try:
             f = open(path, "rb")  # noqa: SIM115 - closed below; sink errors stay unwrapped
         except (FileNotFoundError, NotADirectoryError):
@@ -157,8 +158,8 @@ class LocalRemote:
             os.rename(tmp, dest)
 
     def put(self, oid: Oid, path: str, size: int) -> None:
-        dest = self._path(oid)
-        self._prepare()
+        dest = self.path_of(oid)
+        self.prepare()
         try:
             src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
@@ -216,7 +217,7 @@ class LocalRemote:
         finally:
             os.close(out)
 
-    def _prepare(self) -> None:
+    def prepare(self) -> None:
         """Create ``tmp/`` and remove stale temps, once per instance."""
         with self._lock:
             if self._cleaned:
@@ -230,7 +231,7 @@ class LocalRemote:
             self._cleaned = True
 
     def delete(self, oid: Oid) -> None:
-        path = self._path(oid)
+        path = self.path_of(oid)
         try:
             os.unlink(path)
         except (FileNotFoundError, NotADirectoryError):
@@ -259,7 +260,7 @@ class LocalRemote:
 
     def put_run(self, key: Oid, data: bytes) -> None:
         dest = self._run_path(key)
-        self._prepare()
+        self.prepare()
         try:
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             fsutil.atomic_write(dest, data, tmp_dir=self.tmp_dir)

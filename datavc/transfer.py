@@ -13,6 +13,7 @@ retries a mismatch once, and publishes what it got with one pair of sync barrier
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -22,7 +23,7 @@ from typing import Any, TypeVar
 
 import xxhash
 
-from . import crash, listing
+from . import crash, listing, parallel
 from .errors import (
     IntegrityError,
     InvalidInputError,
@@ -31,7 +32,8 @@ from .errors import (
 )
 from .hashing import Oid
 from .objects import ObjectStore
-from .remote_base import Remote
+from .remote_base import Remote, remote_oserror
+from .remote_local import LocalRemote
 from .report import Reporter
 from .tree import MAX_DEPTH, Budget
 
@@ -171,8 +173,14 @@ def push(store: ObjectStore, remote: Remote, roots: list[Root], *, jobs: int,
         out.moved(sizes[oid])
         reporter.advance(1, sizes[oid])
 
+    def put_all(oids: list[Oid]) -> None:
+        if isinstance(remote, LocalRemote) and len(oids) >= parallel.MIN_FILES_FOR_POOL:
+            _put_local(store, remote, oids, out, reporter)
+        else:
+            _batched(remote, lambda: _run(jobs, put, oids))
+
     try:
-        _batched(remote, lambda: _run(jobs, put, files))
+        put_all(files)
         on_remote = (wanted - absent) | set(files)
         pending = {o for o in tree.listings if o in absent and o in local}
         while pending:  # one round per level of the tree, bottom up
@@ -180,12 +188,47 @@ def push(store: ObjectStore, remote: Remote, roots: list[Root], *, jobs: int,
                             if all(k in on_remote for k in tree.kids.get(o, ()))), key=str)
             if not ready:
                 break  # the rest name something that is not on the remote
-            _batched(remote, lambda ready=ready: _run(jobs, put, ready))  # type: ignore[misc]
+            put_all(ready)
             on_remote.update(ready)
             pending.difference_update(ready)
     finally:
         reporter.end()
     return out
+
+
+def _put_local(store: ObjectStore, remote: LocalRemote, oids: list[Oid], out: Transfer,
+               reporter: Reporter) -> None:
+    """Many objects to a directory remote: it is a store on this machine with the cache's
+    layout, so worker processes copy and verify them as ``add`` stores files (the per-file
+    work holds the GIL: threads do not scale), then one publish makes them durable and
+    visible together (barrier, renames, barrier), as a batch of puts would."""
+    remote.prepare()
+    results = parallel.copy_objects([(store.path(o), o.digest) for o in oids],
+                                    remote.objects_dir, remote.tmp_dir,
+                                    jobs=parallel.default_jobs(), progress=reporter.advance)
+    dest = ObjectStore(remote.root)
+    dest.pending = [r.tmp for r in results if r.tmp]
+    bad = [(o, r.error) for o, r in zip(oids, results, strict=True) if r.error]
+    try:
+        if bad:
+            oid, error = bad[0]
+            if error == "corrupt":
+                raise IntegrityError(f"cache object {oid} does not hold its id: not uploaded "
+                                     f"to {remote.describe()}",
+                                     hint="run `datavc fsck` to find and repair corrupt "
+                                          "cache objects")
+            raise ObjectMissingError(f"cache object {oid} disappeared during the push",
+                                     hint="run the command again")
+        try:
+            parallel.publish(dest, jobs=parallel.default_jobs())
+        except OSError as exc:
+            raise remote_oserror(exc, remote.objects_dir, "write objects") from None
+    finally:
+        for tmp in dest.pending:  # left only when nothing was published
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    for r in results:
+        out.moved(r.size)
 
 
 def _batched(remote: Remote, work: Callable[[], object]) -> None:
@@ -288,8 +331,13 @@ def fetch(store: ObjectStore, remote: Remote, roots: list[Root], *, jobs: int,
     need = sorted(files - store.present(files), key=str)
     out.present += len(files) - len(need)
     reporter.begin(f"Fetching from {remote.describe()}", len(need))
+    tries: dict[Oid, int] = {}
     try:
-        _run(jobs, lambda oid: _download(store, remote, oid, out, reporter), need)
+        if isinstance(remote, LocalRemote) and len(need) >= parallel.MIN_FILES_FOR_POOL:
+            need = _get_local(store, remote, need, out, reporter)
+            tries = dict.fromkeys(need, 1)  # arrived corrupt once: one more try
+        _run(jobs, lambda oid: _download(store, remote, oid, out, reporter,
+                                         tries=tries.get(oid, 2)), need)
     finally:
         reporter.end()
     return out
@@ -351,11 +399,34 @@ class _Tee:
         return self.sink.write(data)
 
 
+def _get_local(store: ObjectStore, remote: LocalRemote, oids: list[Oid], out: Transfer,
+               reporter: Reporter) -> list[Oid]:
+    """Many objects from a directory remote, copied and verified by worker processes
+    (see :func:`_put_local`) and staged in the cache; returns those that arrived corrupt,
+    for one more try."""
+    results = parallel.copy_objects([(remote.path_of(o), o.digest) for o in oids],
+                                    store.objects_dir, store.tmp_dir,
+                                    jobs=parallel.default_jobs(), progress=reporter.advance)
+    again = []
+    for oid, r in zip(oids, results, strict=True):
+        if r.error == "missing":
+            out.lost(oid)
+        elif r.error == "corrupt":
+            again.append(oid)
+        else:
+            if r.tmp:
+                store.pending.append(r.tmp)
+            out.moved(r.size)
+    return again
+
+
 def _download(store: ObjectStore, remote: Remote, oid: Oid, out: Transfer,
-              reporter: Reporter | None, keep: list[bytes] | None = None) -> bool:
-    """Download, verify and stage one object, retrying once on a mismatch. False when the
-    object is missing on the remote or arrived corrupt twice (recorded in ``out``)."""
-    for attempt in (1, 2):
+              reporter: Reporter | None, keep: list[bytes] | None = None,
+              tries: int = 2) -> bool:
+    """Download, verify and stage one object, retrying once on a mismatch (``tries``
+    attempts in all). False when the object is missing on the remote or arrived corrupt
+    every time (recorded in ``out``)."""
+    for attempt in range(1, tries + 1):
         got: list[bytes] | None = [] if keep is not None else None
 
         def fill(sink: Any, got: list[bytes] | None = got) -> None:
@@ -367,7 +438,7 @@ def _download(store: ObjectStore, remote: Remote, oid: Oid, out: Transfer,
             out.lost(oid)
             return False
         except IntegrityError:
-            if attempt == 2:
+            if attempt == tries:
                 out.lost(oid, corrupt=True)
                 return False
             continue

@@ -244,3 +244,100 @@ def test_push_of_a_sub_path_pushes_its_subtree_but_no_listing_above_it(root, run
     assert doc["transferred"] == 2  # the listing of deep and c
     top = json.loads((root / "data.datavc").read_text())["oid"].split(":")[1]
     assert top not in remote_ids(remote)
+
+
+# A directory remote with many objects goes through worker processes (parallel.copy_objects)
+MANY = {f"d{i // 100}": {f"f{i:04d}": f"file {i}\n" * (i % 7 + 1) for i in range(i, i + 100)}
+        for i in range(0, 700, 100)}
+
+
+def dir_remote(root, run, tmp_path) -> Path:
+    where = tmp_path / "remote"
+    ok(run("remote", "add", "storage", str(where), "--default"))
+    return where
+
+
+def test_many_objects_to_and_from_a_directory_remote(root, run, tmp_path):
+    where = dir_remote(root, run, tmp_path)
+    committed(root, run, MANY)
+    doc = json.loads(ok(run("push", "--json")).out)
+    local_ids = {p.parent.name + p.name for p in cache_objects(root)}
+    assert doc["transferred"] == len(local_ids) > 700 and doc["missing"] == []
+    on_remote = {p.parent.name + p.name: p for p in (where / "objects").glob("*/*")}
+    assert set(on_remote) == local_ids
+    for oid, path in on_remote.items():  # exactly the bytes each name says, read-only
+        assert object_path(root, oid).read_bytes() == path.read_bytes()
+        assert path.stat().st_mode & 0o222 == 0
+    assert list((where / "tmp").iterdir()) == []
+    assert json.loads(ok(run("push", "--json")).out)["transferred"] == 0
+    clone = clone_of(root, tmp_path, run)
+    doc = json.loads(ok(run("pull", "--json", cwd=clone)).out)
+    assert doc["transferred"] == len(local_ids)
+    assert read_tree(clone / "data") == read_tree(root / "data")
+    assert list((clone / ".datavc/cache/tmp").iterdir()) == []
+
+
+def test_many_objects_with_one_corrupt_or_missing_on_the_remote(root, run, tmp_path):
+    where = dir_remote(root, run, tmp_path)
+    committed(root, run, MANY)
+    ok(run("push"))
+    files = sorted(p for p in (where / "objects").glob("*/*") if p.read_bytes().startswith(b"file"))
+    corrupt, gone = files[0], files[1]
+    corrupt.chmod(0o644)
+    corrupt.write_bytes(b"not " + corrupt.read_bytes())
+    gone_bytes = gone.read_bytes()
+    gone.unlink()
+    clone = clone_of(root, tmp_path, run)
+    r = fails(run("fetch", "--json", cwd=clone), 3)
+    doc = json.loads(r.out)
+    assert doc["corrupt"] == ["xxh128:" + corrupt.parent.name + corrupt.name]
+    assert doc["missing"] == ["xxh128:" + gone.parent.name + gone.name]
+    assert not object_path(clone, doc["corrupt"][0]).exists()
+    assert len(cache_objects(clone)) == len(cache_objects(root)) - 2  # the rest arrived
+    corrupt.write_bytes(object_path(root, doc["corrupt"][0]).read_bytes())
+    gone.write_bytes(gone_bytes)
+    ok(run("pull", cwd=clone))
+    assert read_tree(clone / "data") == read_tree(root / "data")
+
+
+def test_many_objects_with_a_corrupt_cache_object_push_nothing_wrong(root, run, tmp_path):
+    where = dir_remote(root, run, tmp_path)
+    committed(root, run, MANY)
+    victim = next(p for p in cache_objects(root) if p.read_bytes().startswith(b"file"))
+    victim.chmod(0o644)
+    victim.write_bytes(b"X" + victim.read_bytes()[1:])
+    r = fails(run("push"), 3)
+    assert victim.parent.name + victim.name in r.err and "fsck" in r.err
+    assert not (where / "objects" / victim.parent.name / victim.name).exists()
+    assert list((where / "tmp").iterdir()) == []  # nothing of the failed batch is left
+
+
+@pytest.mark.parametrize("when", ["tmp", "objects"])
+def test_kill_9_during_a_many_object_push_leaves_no_wrong_object(root, run, tmp_path, when):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import xxhash
+
+    where = dir_remote(root, run, tmp_path)
+    committed(root, run, MANY)
+    proc = subprocess.Popen([sys.executable, "-m", "datavc", "push"], cwd=root,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            if sum(1 for _ in (where / when).glob("**/*" if when == "objects" else "*")) > 5:
+                break
+            time.sleep(0.001)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    for path in (where / "objects").glob("*/*"):  # whatever is there is exactly right
+        assert xxhash.xxh3_128_hexdigest(path.read_bytes()) == path.parent.name + path.name
+    ok(run("push"))
+    assert {p.parent.name + p.name for p in (where / "objects").glob("*/*")} == \
+        {p.parent.name + p.name for p in cache_objects(root)}
