@@ -42,6 +42,7 @@ from .remote_base import MAX_RUN, OBJECTS, RUNS, Sink, missing, object_key, pars
 
 MIB = 1 << 20
 MULTIPART_THRESHOLD = 16 * MIB
+STREAM_PUT = 1 * MIB  # from this size a single PUT streams its body from the file
 PART_SIZE = 16 * MIB
 MIN_PART_SIZE = 8 * MIB
 MAX_PARTS = 10_000
@@ -322,12 +323,34 @@ class S3Remote:
         except OSError as exc:
             raise from_oserror(exc, path, "read") from None
         with f:
-            if size < self.multipart_threshold:
+            if size < STREAM_PUT:
                 data = _read(f, size + 1, path)
                 self._verify(oid, path, xxhash.xxh3_128_digest(data), len(data), size)
                 self._call("put_object", "upload", oid, Key=self._key(oid), Body=data)
+            elif size < self.multipart_threshold:
+                self._put_streamed(oid, f, path, size)
             else:
                 self._put_multipart(oid, f, path, size)
+
+    def _put_streamed(self, oid: Oid, f: IO[bytes], path: str, size: int) -> None:
+        """One PUT whose body is read from the file as it is sent (memory stays at a
+        chunk, not the file). The file is hashed first, so nothing unverified is sent; the
+        bytes sent are hashed again on the way and, should they differ (the file changed in
+        between), the object is deleted before the error is raised."""
+        hasher, got = xxhash.xxh3_128(), 0
+        while chunk := _read(f, CHUNK, path):
+            hasher.update(chunk)
+            got += len(chunk)
+        self._verify(oid, path, hasher.digest(), got, size)
+        f.seek(0)
+        body = _HashingReader(f, size)
+        self._call("put_object", "upload", oid, Key=self._key(oid), Body=body,
+                   ContentLength=size)
+        if body.clean and (body.hasher.digest() != oid.digest or body.got != size):
+            self.delete(oid)
+            raise IntegrityError(f"'{path}' changed while it was uploaded as object {oid}; "
+                                 f"the upload to {self.describe()} was removed",
+                                 hint="run `datavc fsck`, then push again")
 
     def _put_multipart(self, oid: Oid, f: IO[bytes], path: str, size: int) -> None:
         key = self._key(oid)
@@ -408,6 +431,36 @@ class S3Remote:
         with contextlib.suppress(ObjectMissingError):
             self._call("delete_object", "delete run-cache entry", key,
                        Key=self._base + object_key(key, RUNS))
+
+
+class _HashingReader:
+    """A file body for botocore that hashes what is read from it, in order. botocore may
+    read it to compute a checksum and seek back to 0 (the hash starts over); any other seek
+    makes the hash of the sent bytes unknown (``clean`` false)."""
+
+    def __init__(self, f: IO[bytes], size: int) -> None:
+        self.f, self.size = f, size
+        self.hasher, self.got, self.clean = xxhash.xxh3_128(), 0, True
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.hasher.update(data)
+        self.got += len(data)
+        return data
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        where = self.f.seek(pos, whence)
+        if where == 0:
+            self.hasher, self.got = xxhash.xxh3_128(), 0
+        elif where != self.got:
+            self.clean = False
+        return where
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+    def __len__(self) -> int:
+        return self.size
 
 
 def check_endpoint(url: str) -> None:
