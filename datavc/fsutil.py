@@ -9,8 +9,6 @@ rename, fsync the directory. Bulk writers (the object store) skip the per-file f
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import itertools
 import os
@@ -87,6 +85,9 @@ _syncfs: list[object] = []
 
 def _find_syncfs() -> object:
     if not _syncfs:
+        import ctypes  # here: commands that never sync do not load it
+        import ctypes.util
+
         name = ctypes.util.find_library("c")
         libc = ctypes.CDLL(name, use_errno=True) if name else None
         _syncfs.append(getattr(libc, "syncfs", None))

@@ -8,8 +8,9 @@ import io
 import os
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-from . import fsutil, listing, manifest, merge, reader, tree
+from . import fsutil, listing, manifest, reader, tree
 from .errors import DatavcError, ObjectMissingError, from_oserror
 from .hashing import Oid
 from .manifest import Pointer
@@ -18,6 +19,9 @@ from .repo_core import RepoCore
 from .results import LogEntry, LsEntry
 from .state import StatCache
 from .treediff import Budget, Change, Ref, Side, diff, lookup, with_renames
+
+if TYPE_CHECKING:
+    from . import merge
 
 
 @dataclass(frozen=True)
@@ -189,6 +193,8 @@ class History(RepoCore):
         Otherwise ``ours`` is left as it is, and the conflicts say why; an invalid side, a
         missing listing or a corrupt one is a conflict too, naming it.
         """
+        from . import merge  # here: only the merge driver needs it
+
         target = path.removesuffix(manifest.SUFFIX) or path
         try:
             sides = [merge.read_side(f, where=f"{path} ({side})")

@@ -8,14 +8,10 @@ order. Few or small inputs stay in this process: a pool costs more than it saves
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
-import multiprocessing
 import os
 import signal
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple, TypeVar
 
 from . import crash, lock
@@ -50,6 +46,10 @@ def run_chunks(fn: Callable[..., list[T]], chunks: Sequence[tuple[Any, ...]], *,
             if progress:
                 progress(*measure(part))
         return results
+    import multiprocessing  # here: a command that runs no pool does not pay for them
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
     ctx = multiprocessing.get_context(START_METHOD)
     if START_METHOD == "forkserver":
         ctx.set_forkserver_preload(["datavc.parallel", "datavc.workspace"])
@@ -85,6 +85,9 @@ def _worker_signals() -> None:
 
 
 def _die_with_parent() -> None:
+    import ctypes
+    import ctypes.util
+
     with contextlib.suppress(Exception):  # Linux only; elsewhere orphans exit on EOF
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG

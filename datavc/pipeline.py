@@ -21,10 +21,11 @@ Schema (docs/format.md §8)::
 
 from __future__ import annotations
 
+import bisect
 import re
 import shlex
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import config
@@ -116,6 +117,11 @@ class Pipeline:
     stages: dict[str, Stage]  # in file order
     upstream: dict[str, tuple[str, ...]]  # stage -> the stages it depends on (sorted)
     order: tuple[str, ...]  # a topological order, deterministic
+    outs: _Outs = field(default_factory=lambda: _Outs(), compare=False, repr=False)
+
+    def outputs_overlapping(self, path: str) -> list[tuple[str, str]]:
+        """(output, stage) for each output that is ``path``, holds it or lies inside it."""
+        return [(o, self.outs.owner[o]) for o in self.outs.overlapping(path)]
 
     def downstream(self, name: str) -> list[str]:
         return sorted(s for s, ups in self.upstream.items() if name in ups)
@@ -161,9 +167,11 @@ def build(doc: dict[str, Any], *, where: str = FILENAME) -> Pipeline:
     if len(table) > MAX_STAGES:
         raise InvalidInputError(f"{where}: more than {MAX_STAGES} stages")
     stages = {name: _stage(name, body, where) for name, body in table.items()}
-    _check_outs(stages, where)
-    upstream = {name: _upstream(stages, stage) for name, stage in stages.items()}
-    return Pipeline(stages, upstream, _toposort(upstream, where))
+    outs = _check_outs(stages, where)
+    upstream = {name: tuple(sorted({outs.owner[o] for d in stage.deps
+                                    for o in outs.overlapping(d)}))
+                for name, stage in stages.items()}
+    return Pipeline(stages, upstream, _toposort(upstream, where), outs)
 
 
 def _stage(name: str, body: Any, where: str) -> Stage:
@@ -232,24 +240,44 @@ def overlaps(a: str, b: str) -> bool:
     return a == b or a.startswith(b + "/") or b.startswith(a + "/")
 
 
-def _check_outs(stages: dict[str, Stage], where: str) -> None:
-    owners: list[tuple[str, str]] = []
+class _Outs:
+    """Output paths and their stages, indexed so that the outputs overlapping a path (the
+    path itself, its ancestors, what lies inside it) are found without a scan of all."""
+
+    def __init__(self) -> None:
+        self.owner: dict[str, str] = {}
+        self._sorted: list[str] = []
+
+    def add(self, path: str, stage: str) -> None:
+        self.owner[path] = stage
+        bisect.insort(self._sorted, path)
+
+    def overlapping(self, path: str) -> list[str]:
+        parts = path.split("/")
+        found = [a for a in ("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+                 if a in self.owner]
+        prefix = path + "/"
+        i = bisect.bisect_left(self._sorted, prefix)
+        while i < len(self._sorted) and self._sorted[i].startswith(prefix):
+            found.append(self._sorted[i])
+            i += 1
+        return found
+
+
+def _check_outs(stages: dict[str, Stage], where: str) -> _Outs:
+    outs = _Outs()
     for name, stage in stages.items():
         for out in stage.outs:
-            for other, path in owners:
-                if overlaps(out, path):
-                    same = "the same output" if out == path else "overlapping outputs"
-                    raise InvalidInputError(
-                        f"{where}: stages '{other}' and '{name}' declare {same} "
-                        f"('{path}', '{out}')" if other != name else
-                        f"{where}: stage '{name}' declares {same} ('{path}', '{out}')",
-                        hint="every output belongs to exactly one stage")
-            owners.append((name, out))
-
-
-def _upstream(stages: dict[str, Stage], stage: Stage) -> tuple[str, ...]:
-    return tuple(sorted({other.name for other in stages.values()
-                         if any(overlaps(d, o) for d in stage.deps for o in other.outs)}))
+            for path in outs.overlapping(out)[:1]:
+                other = outs.owner[path]
+                same = "the same output" if out == path else "overlapping outputs"
+                raise InvalidInputError(
+                    f"{where}: stages '{other}' and '{name}' declare {same} "
+                    f"('{path}', '{out}')" if other != name else
+                    f"{where}: stage '{name}' declares {same} ('{path}', '{out}')",
+                    hint="every output belongs to exactly one stage")
+            outs.add(out, name)
+    return outs
 
 
 def _toposort(upstream: dict[str, tuple[str, ...]], where: str) -> tuple[str, ...]:

@@ -244,22 +244,21 @@ class Pipelines(Maintenance):
                      tmp_dir=self._tmp_dir)
 
     def _check_outs(self, pipe: Pipeline) -> None:
-        """Outputs are neither tracked by git nor by a pointer manifest of their own."""
-        tracked = self.tracked()
+        """Outputs are neither tracked by git nor by a pointer manifest of their own.
+        Checked before the first stage runs or is restored (an up-to-date pipeline writes
+        nothing, and does not pay for reading git's index)."""
+        for rel in self.tracked():
+            for out, name in pipe.outputs_overlapping(rel):
+                raise DatavcError(f"output '{out}' of stage '{name}' overlaps '{rel}', "
+                                  f"tracked by {manifest.pointer_path(rel)}",
+                                  hint="a path is either a stage output or added data, "
+                                       "not both")
         git = self.git_or_none
-        for stage in pipe.stages.values():
-            for out in stage.outs:
-                files = git.tracked_under(out) if git is not None else []
-                if files:
-                    raise DatavcError(f"output '{out}' of stage '{stage.name}' is tracked by "
-                                      f"git (e.g. '{files[0]}')",
-                                      hint=f"stop tracking it: git rm -r --cached '{out}'")
-                for other in tracked:
-                    if pipeline_mod.overlaps(out, other):
-                        raise DatavcError(
-                            f"output '{out}' of stage '{stage.name}' overlaps '{other}', "
-                            f"tracked by {manifest.pointer_path(other)}",
-                            hint="a path is either a stage output or added data, not both")
+        for path in git.index_paths() if git is not None else []:
+            for out, name in pipe.outputs_overlapping(path):
+                raise DatavcError(f"output '{out}' of stage '{name}' is tracked by git "
+                                  f"(e.g. '{path}')",
+                                  hint=f"stop tracking it: git rm -r --cached '{out}'")
 
     # ------------------------------------------------------------ staleness
 
@@ -369,7 +368,6 @@ class Pipelines(Maintenance):
             self._require_trust()
         if jobs is not None and jobs < 1:
             raise UsageError("-j/--jobs must be at least 1")
-        self._check_outs(pipe)
         with self._locked("repro"):
             state = self._state()
             try:
@@ -780,8 +778,8 @@ class _Scheduler:
         self.remote: Remote | None = None  # the default remote, opened on the first miss
         self.no_remote = dry_run or repo.default_remote() is None
         self.trusted = not dry_run or repo._trusted()  # probes run only when trusted
-        self.tracked = set(repo.tracked())
         self.warned: set[str] = set()
+        self.outs_checked = False
 
     def run(self) -> dict[str, StageRun]:
         try:
@@ -836,6 +834,7 @@ class _Scheduler:
             reasons += [Reason("upstream", u, "would run") for u in stale_ups]
             status = "up-to-date"
             if reasons:
+                self._check_outs()
                 # a stale upstream stage changes this stage's inputs: they are unknown yet
                 restore = not stale_ups and not missing and self._cached(stage, now)
                 status = "would-restore" if restore else "would-run"
@@ -847,20 +846,30 @@ class _Scheduler:
         if missing:
             self.done[name] = StageRun(name, "failed", reasons, missing[0])
             return
+        self._check_outs()
         outs = self._cached(stage, now)
         if outs is not None and self._restore(stage, now, reasons, outs):
             return
         self.repo.reporter.info(f"Running stage '{name}' ({reasons[0]})")
         self.running[pool.submit(self.repo._run_cmd, stage)] = (name, now, reasons)
 
+    def _check_outs(self) -> None:
+        """``Pipelines._check_outs``, once, before anything is written (or, dry, said to be
+        stale)."""
+        if not self.outs_checked:
+            self.repo._check_outs(self.pipe)
+            self.outs_checked = True
+
     def _warn_unrecorded(self, now: _Now) -> None:
         """Warn (once per path) about a dependency that is a tracked target whose data
         differs from its manifest: the stage would run on data no commit records, e.g.
         after a `git checkout` without `datavc checkout`."""
         for dep, oid in now.deps.items():
-            if dep in self.warned or oid is None or dep not in self.tracked:
+            if dep in self.warned or oid is None:
                 continue
             self.warned.add(dep)
+            if not os.path.isfile(os.path.join(self.repo.root, manifest.pointer_path(dep))):
+                continue  # not a tracked target
             try:
                 pointer = self.repo.read_pointer(dep)
             except DatavcError:

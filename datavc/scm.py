@@ -197,6 +197,12 @@ class Git:
                     found.append(prefix + name)
         return sorted(found)
 
+    def index_paths(self) -> list[str]:
+        """Every path in git's index."""
+        index = self.repo.index
+        index.read()
+        return [e.path for e in index]
+
     def tracked_under(self, rel: str) -> list[str]:
         """Paths git tracks at ``rel`` or below it."""
         index = self.repo.index

@@ -10,7 +10,6 @@ The file (docs/format.md §10)::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 
@@ -27,6 +26,8 @@ def path() -> str:
 
 
 def digest(data: bytes) -> str:
+    import hashlib  # here: OpenSSL's load costs every command otherwise
+
     return hashlib.sha256(data).hexdigest()
 
 
