@@ -79,13 +79,18 @@ class ObjectStore:
         """The subset of raw ``digests`` in the store; lists fan-out dirs when asked many."""
         if len(digests) < 4096:
             return {d for d in digests if os.path.isfile(object_path(self.objects_dir, d))}
+        by_prefix: dict[str, dict[str, bytes]] = {}
+        for d in digests:
+            h = d.hex()
+            by_prefix.setdefault(h[:FANOUT], {})[h[FANOUT:]] = d
         found: set[bytes] = set()
-        for prefix in {d[:1].hex() for d in digests}:
-            with contextlib.suppress(FileNotFoundError):
-                for name in os.listdir(os.path.join(self.objects_dir, prefix)):
-                    with contextlib.suppress(ValueError):
-                        found.add(bytes.fromhex(prefix + name))
-        return digests & found
+        for prefix, rest in by_prefix.items():
+            try:
+                names = os.listdir(os.path.join(self.objects_dir, prefix))
+            except FileNotFoundError:
+                continue
+            found.update(rest[n] for n in names if n in rest)
+        return found
 
     def clear_tmp(self) -> None:
         """Remove temp files of dead writers; only call with the repository lock held."""

@@ -44,13 +44,12 @@ class StatCache:
             if doc.get("v") != VERSION:
                 raise ValueError("unknown version")
             entries = doc["entries"]
-            if not all(type(k) is str and _valid_row(r) for k, r in entries.items()):
-                valid = {os.fsdecode(k): r for k, r in entries.items() if _valid_row(r)}
-                if len(valid) != len(entries):
-                    _warn(f"dropping {len(entries) - len(valid)} malformed entries of {path}")
-                    cache._dirty = True
-                entries = valid
-            cache._entries = entries
+            if not isinstance(entries, dict):
+                raise ValueError("no entries")
+            if not all(type(k) is str for k in entries):
+                entries = {os.fsdecode(k): r for k, r in entries.items()
+                           if type(k) in (str, bytes)}
+            cache._entries = entries  # rows are validated when read (get): one pass less
         except FileNotFoundError:
             pass
         except Exception:  # a cache may be dropped, never trusted: start afresh
@@ -61,9 +60,11 @@ class StatCache:
 
     def get(self, rel: str, key: StatKey) -> bytes | None:
         hit = self._entries.get(rel)
-        if hit is not None and hit[:5] == key:
-            return hit[5]
-        return None
+        if type(hit) is tuple and len(hit) == 6 and hit[:5] == key:
+            digest = hit[5]
+            if type(digest) is bytes and len(digest) == 16:
+                return digest
+        return None  # absent, stale, or malformed (a cache is dropped, never trusted)
 
     def put(self, rel: str, key: StatKey, digest: bytes, started_ns: int) -> None:
         """Remember ``digest`` for ``rel`` unless the file is racily new."""
@@ -108,12 +109,6 @@ class StatCache:
 
 def _warn(message: str) -> None:
     print(f"datavc: warning: {message}", file=sys.stderr)
-
-
-def _valid_row(row: object) -> bool:
-    """Five ints and a 16-byte digest; anything else is dropped (it is only a cache)."""
-    return (type(row) is tuple and len(row) == 6 and type(row[5]) is bytes
-            and len(row[5]) == 16 and all(type(v) is int for v in row[:5]))
 
 
 def _key(path: str) -> str | bytes:
