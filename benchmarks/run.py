@@ -33,6 +33,16 @@ fresh `git clone` of the repo (cold, empty cache), the pulled tree verified byte
   mixed-s3     the mixed files, S3 (moto)
   small-s3     the small files, S3 (moto): slow (minutes per command), one run; --skip-slow
 Results go to <date>-remote.md (or <date>-remote-partial.md).
+
+Pipeline group (`--only pipeline`): `repro` of the same generated chain of --stages stages
+(default 100; each `cp` of the previous stage's output, see pipeline.py), datavc.toml for
+datavc and dvc.yaml for DVC, each tool in its own repo. Timed: the first repro (every stage
+runs; a fresh repo each time, cold), a no-op repro (cold and warm), the dry run
+(`datavc repro --dry-run` / `dvc status`, cold and warm), a no-op repro after `touch` of
+every dependency and output, and a repro after the input changed (every stage reruns).
+Every run is checked: the stages the tool reports as run, the outputs' content, and for
+no-ops unchanged inodes and mtimes plus `datavc repro --json` / `dvc status --json`.
+Results go to <date>-pipeline.md (or <date>-pipeline-partial.md).
 See benchmarks/README.md.
 """
 
@@ -58,8 +68,11 @@ import tarfile
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pipeline as chain
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
@@ -70,13 +83,14 @@ SMALL_SCENARIOS = ("add", "status", "readd", "checkout")
 HISTORY = ("diff", "diff-json", "log")
 REMOTE = ("small-local", "mixed-local", "mixed-s3", "small-s3")
 SLOW = ("small-s3",)
-GROUPS = {"core": SCENARIOS, "history": HISTORY, "remote": REMOTE}
+PIPELINE = ("pipeline",)
+GROUPS = {"core": SCENARIOS, "history": HISTORY, "remote": REMOTE, "pipeline": PIPELINE}
 MODIFIED = 10  # files rewritten between the two history commits
-REPEATS = {"core": 1, "history": 5, "remote": 3}
+REPEATS = {"core": 1, "history": 5, "remote": 3, "pipeline": 3}
 TOOLS = ("datavc", "dvc")
 SEED = 20240601
-FULL = {"files": 100_000, "size": "2G", "mixed_files": 5_000}
-QUICK = {"files": 2_000, "size": "64M", "mixed_files": 300}
+FULL = {"files": 100_000, "size": "2G", "mixed_files": 5_000, "stages": 100}
+QUICK = {"files": 2_000, "size": "64M", "mixed_files": 300, "stages": 10}
 POLL_S = 0.01
 DROP_CACHES = Path("/proc/sys/vm/drop_caches")
 
@@ -240,11 +254,14 @@ def version_of(exe: Path, env: dict[str, str]) -> str:
 
 
 def snapshot_datavc(rev: str, workdir: Path) -> tuple[dict[str, str], str]:
-    """The datavc package as of git revision rev, unpacked (`git archive`) into the work dir.
+    """The datavc package as of git revision rev, unpacked (`git archive`) into the work dir
+    and byte-compiled, as an installed package is.
 
     Returns the env entries that make the datavc executable import it (PYTHONPATH comes
     before the editable install), and a description for the report. Other engineers' edits
-    in the working tree then do not leak into the timings.
+    in the working tree then do not leak into the timings. Without the compile, a run under
+    PYTHONDONTWRITEBYTECODE would compile every datavc module from source on every command;
+    DVC's modules were compiled by pip.
     """
     sha = sh(["git", "rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=REPO_ROOT)
     root = workdir / f"datavc-{sha[:12]}"
@@ -252,13 +269,15 @@ def snapshot_datavc(rev: str, workdir: Path) -> tuple[dict[str, str], str]:
                              capture_output=True).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(root, filter="data")
+    sh([sys.executable, "-m", "compileall", "-q", str(root / "datavc")])
     extra = {"PYTHONPATH": str(root)}
     env = tool_env(Path(sys.executable), extra)
     where = sh([sys.executable, "-c", "import datavc; print(datavc.__file__)"], cwd=workdir,
                env=env)  # not in REPO_ROOT: `-c` puts the cwd first on sys.path
     if not Path(where).is_relative_to(root):
         raise RuntimeError(f"the snapshot is not what gets imported: {where}")
-    return extra, f"{sha[:12]} ({rev}), a clean `git archive` snapshot on PYTHONPATH"
+    return extra, (f"{sha[:12]} ({rev}), a clean `git archive` snapshot on PYTHONPATH, "
+                   "byte-compiled")
 
 
 def datavc_commit() -> str:
@@ -1008,6 +1027,176 @@ def one_run(rr: RemoteRun, row: str, tool: Tool, op: str, dataset: str, kind: st
     return res
 
 
+# --------------------------------------------------------------------------- pipeline
+
+# Row -> what each tool runs; every row runs --repeats times per tool, the tools alternating.
+REPRO = {"datavc": ["repro"], "dvc": ["repro"]}
+DRY_RUN = {"datavc": ["repro", "--dry-run"], "dvc": ["status"]}
+PIPELINE_CMDS = {"first": REPRO, "noop": REPRO, "dry-run": DRY_RUN, "touch": REPRO,
+                 "change": REPRO}
+JSON_STATUS = {"datavc": ["repro", "--json"], "dvc": ["status", "--json"]}
+TOUCH_SETTLE_S = 1.0  # between the touch and the timed repro
+
+
+@dataclass
+class PipelineRun:
+    """The chain, the payload with its input, each tool's current repo, the rows' loads."""
+    bench: Bench
+    stages: list[chain.Stage]
+    payload: Path
+    repos: dict[str, Path] = field(default_factory=dict)
+    loads: dict[str, float] = field(default_factory=dict)
+    made: int = 0
+
+
+Check = Callable[[Tool, Path, str, dict[str, tuple[int, int]]], str]
+Prepare = Callable[[Tool, int], Path]
+
+
+def run_pipeline(bench: Bench) -> None:
+    args = bench.args
+    stages = chain.linear(args.stages)
+    payload = bench.workdir / "src" / "pipeline"
+    chain.write_input(payload, args.seed)
+    pr = PipelineRun(bench, stages, payload)
+    for tool in bench.tools:  # both run `cp` through /bin/sh -c; trust.json in the work dir
+        tool.env.update(SHELL="/bin/sh", XDG_CONFIG_HOME=str(bench.workdir / "xdg-config"))
+    bench.notes.append(f"Pipeline: {len(stages)} stages in a chain, {chain.INPUT} of "
+                       f"{len(chain.input_bytes(args.seed, 0)):,} B copied along it "
+                       f"(`{stages[0].cmd}`, ..., `{stages[-1].cmd}`); both tools run each "
+                       "command with `/bin/sh -c` (datavc: `shell = true`; DVC: `$SHELL -c`, "
+                       "SHELL=/bin/sh)")
+    live = _pipeline_rows(pr, "first", bench.tools, cold=True,
+                          prepare=lambda tool, _: pipeline_repo(pr, tool), check=_ran_check(pr))
+    noop = _noop_check(pr)
+    states = ["cold"] if args.no_warm else ["cold", "warm"]
+    later = [row for row in PIPELINE_LABELS if row != "first"
+             and not (args.no_warm and row.endswith("(warm)"))]
+    for tool in bench.tools:
+        if tool not in live:
+            bench.fail(later, tool, "not run: the first repro failed")
+    for key in ("noop", "dry-run"):
+        for state in states:
+            _pipeline_rows(pr, key if state == "cold" else f"{key} (warm)", live,
+                           cold=state == "cold", prepare=_current(pr, key, warm=state == "warm"),
+                           check=noop)
+    _pipeline_rows(pr, "touch", live, cold=False, prepare=_touched(pr), check=noop)
+    _pipeline_rows(pr, "change", live, cold=False, prepare=_changed(pr), check=_ran_check(pr))
+    bench.notes.append("Load average (1 min) right before each row: " + ", ".join(
+        f"{row} {value:.2f}" for row, value in pr.loads.items()))
+
+
+def pipeline_repo(pr: PipelineRun, tool: Tool) -> Path:
+    """Untimed: a fresh repo with the input, out/ and the pipeline file committed, and for
+    datavc the pipeline trusted."""
+    pr.made += 1
+    repo = new_repo(pr.bench, tool, f"pipeline-{pr.made}", pr.payload / "data")
+    chain.write_pipeline(repo, tool.name, pr.stages)
+    sh(["git", "add", "-A"], cwd=repo)
+    sh(["git", "commit", "-q", "-m", f"{len(pr.stages)}-stage pipeline"], cwd=repo)
+    if tool.name == "datavc":
+        sh([str(tool.exe), "trust"], cwd=repo, env=tool.env)
+    pr.repos[tool.name] = repo
+    return repo
+
+
+def _current(pr: PipelineRun, key: str, *, warm: bool) -> Prepare:
+    """The tool's repo as it is; for a warm row, one untimed run of the row's command first."""
+    def prepare(tool: Tool, k: int) -> Path:
+        repo = pr.repos[tool.name]
+        if warm and k == 0:
+            warm_up(tool, repo, PIPELINE_CMDS[key][tool.name])
+        return repo
+    return prepare
+
+
+def _touched(pr: PipelineRun) -> Prepare:
+    def prepare(tool: Tool, k: int) -> Path:
+        repo = pr.repos[tool.name]
+        chain.touch_all(repo, pr.stages)
+        time.sleep(TOUCH_SETTLE_S)
+        return repo
+    return prepare
+
+
+def _changed(pr: PipelineRun) -> Prepare:
+    """New input content for repeat k, the same for both tools and never seen before."""
+    def prepare(tool: Tool, k: int) -> Path:
+        repo = pr.repos[tool.name]
+        chain.write_input(repo, pr.bench.args.seed, version=k + 1)
+        return repo
+    return prepare
+
+
+def _ran_check(pr: PipelineRun) -> Check:
+    def check(tool: Tool, repo: Path, out: str, before: dict[str, tuple[int, int]]) -> str:
+        return (chain.check_ran(tool.name, out, pr.stages)
+                or chain.check_outputs(repo, pr.stages))
+    return check
+
+
+def _noop_check(pr: PipelineRun) -> Check:
+    """Nothing ran: stdout says so, no dependency or output was rewritten or replaced, the
+    outputs are still copies of the input, and the tool's JSON status agrees (untimed)."""
+    def check(tool: Tool, repo: Path, out: str, before: dict[str, tuple[int, int]]) -> str:
+        error = (chain.check_noop(tool.name, out, pr.stages)
+                 or chain.check_unchanged(before, chain.snapshot(repo, pr.stages))
+                 or chain.check_outputs(repo, pr.stages))
+        if error:
+            return error
+        try:
+            status = sh([str(tool.exe), *JSON_STATUS[tool.name]], cwd=repo, env=tool.env)
+        except RuntimeError as exc:
+            return f"{' '.join(JSON_STATUS[tool.name])} failed: {exc}"
+        return chain.check_json_noop(tool.name, status, pr.stages)
+    return check
+
+
+def _pipeline_rows(pr: PipelineRun, row: str, live: list[Tool], *, cold: bool,
+                   prepare: Prepare, check: Check) -> list[Tool]:
+    """Run the row --repeats times per tool, alternating, each run prepared (untimed) and
+    checked; keep the median of the good runs. Returns the tools none of whose runs failed."""
+    bench = pr.bench
+    key = row.split()[0]
+    pr.loads[row] = os.getloadavg()[0]
+    runs: dict[str, list[Result]] = {t.name: [] for t in live}
+    failed: dict[str, Result] = {}
+    for k in range(bench.args.repeats):
+        for tool in (t for t in live if t.name not in failed):
+            try:
+                repo = prepare(tool, k)
+            except (RuntimeError, OSError) as exc:
+                failed[tool.name] = Result(rc=-1, error=f"setup failed: {exc}")
+                continue
+            before = chain.snapshot(repo, pr.stages)
+            res = bench.run(row, tool, repo, PIPELINE_CMDS[key][tool.name], cold=cold)
+            if res.ok:
+                out = bench.log_path(row, tool).with_suffix(".out").read_text(errors="replace")
+                res.error = check(tool, repo, out, before)
+            if res.ok:
+                runs[tool.name].append(res)
+            else:
+                failed[tool.name] = res
+    _summarise(bench, row, live, runs, failed)
+    return [t for t in live if t.name not in failed]
+
+
+def _summarise(bench: Bench, row: str, live: list[Tool], runs: dict[str, list[Result]],
+               failed: dict[str, Result]) -> None:
+    """The row's result per tool: its failure, or the median time of its good runs and the
+    highest memory over them."""
+    for tool in live:
+        if tool.name in failed:
+            bench.rows.setdefault(row, {})[tool.name] = failed[tool.name]
+            continue
+        good = runs[tool.name]
+        bench.times.setdefault(row, {})[tool.name] = [r.seconds for r in good]
+        bench.rows.setdefault(row, {})[tool.name] = Result(
+            seconds=statistics.median(r.seconds for r in good),
+            peak_tree_kib=max(r.peak_tree_kib for r in good),
+            max_proc_kib=max(r.max_proc_kib for r in good))
+
+
 # --------------------------------------------------------------------------- data
 
 
@@ -1085,6 +1274,16 @@ REMOTE_LABELS = {
     "small-s3 push": "d. push the {files} small files to S3 (moto) (cold)",
     "small-s3 pull": "d. pull them into a fresh clone, from S3 (cold)",
 }
+PIPELINE_LABELS = {
+    "first": "a. first `repro`: all {stages} stages run (fresh repo, cold)",
+    "noop": "b. no-op `repro`, nothing changed (cold)",
+    "noop (warm)": "b. no-op `repro`, nothing changed (warm)",
+    "dry-run": "c. `repro --dry-run` / `dvc status`, nothing changed (cold)",
+    "dry-run (warm)": "c. `repro --dry-run` / `dvc status`, nothing changed (warm)",
+    "touch": "d. no-op `repro` after `touch` of all {files} deps and outputs (warm)",
+    "change": "e. `repro` after the input changed: all {stages} stages rerun (warm)",
+}
+NOOP_TARGET = 10.0  # the issue's goal: datavc's no-op repro at least 10x faster than DVC's
 REQUEST_KINDS = ("PUT", "PUT part", "POST mpu", "HEAD", "GET", "LIST", "DELETE")
 
 
@@ -1109,6 +1308,36 @@ def _ratio(a: Result | None, b: Result | None) -> str:
 def _spread(bench: Bench, row: str, tool: str) -> str:
     times = bench.times.get(row, {}).get(tool)
     return f"{min(times):.2f}–{max(times):.2f}" if times else "–"
+
+
+def pipeline_table(bench: Bench) -> list[str]:
+    lines = ["| scenario | datavc s | DVC s | ratio (DVC/datavc) | datavc peak RSS MB "
+             "| DVC peak RSS MB | datavc max proc MB | DVC max proc MB | datavc min–max s "
+             "| DVC min–max s |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    n = bench.args.stages
+    for row, label in PIPELINE_LABELS.items():
+        if row not in bench.rows:
+            continue
+        a, b = bench.rows[row].get("datavc"), bench.rows[row].get("dvc")
+        lines.append(f"| {label.format(stages=n, files=n + 1)} | {_secs(a)} | {_secs(b)} "
+                     f"| {_ratio(a, b)} | {_mb(a, 'peak_tree_kib')} | {_mb(b, 'peak_tree_kib')} "
+                     f"| {_mb(a, 'max_proc_kib')} | {_mb(b, 'max_proc_kib')} "
+                     f"| {_spread(bench, row, 'datavc')} | {_spread(bench, row, 'dvc')} |")
+    return [*lines, "", *noop_target(bench)]
+
+
+def noop_target(bench: Bench) -> list[str]:
+    """Whether datavc's no-op repro met the target ratio, per cache state."""
+    out = []
+    for row in ("noop (warm)", "noop"):
+        a, b = bench.rows.get(row, {}).get("datavc"), bench.rows.get(row, {}).get("dvc")
+        if a and b and a.ok and b.ok:
+            ratio = b.seconds / a.seconds
+            out.append(f"No-op `repro` ({'warm' if 'warm' in row else 'cold'}): DVC/datavc "
+                       f"{ratio:.2f}×; target ≥ {NOOP_TARGET:.0f}×: "
+                       f"{'met' if ratio >= NOOP_TARGET else 'missed'}.")
+    return [" ".join(out)] if out else []
 
 
 def history_table(bench: Bench) -> list[str]:
@@ -1210,6 +1439,11 @@ def failures(bench: Bench) -> list[str]:
 
 
 def cache_note(bench: Bench) -> str:
+    if bench.args.group == "pipeline" and not bench.drop_failed:
+        return (f"cold rows: `sync` + `echo 3 > /proc/sys/vm/drop_caches` before every run "
+                f"({bench.drops} drops), which also evicts each tool's own Python code. Warm "
+                "rows: one untimed run per tool first (b, c), or right after other runs "
+                "(d, e), no drops.")
     if bench.args.group == "remote" and not bench.drop_failed:
         return (f"cold: `sync` + `echo 3 > /proc/sys/vm/drop_caches` before every timed push "
                 f"and pull ({bench.drops} drops), which also evicts each tool's own Python "
@@ -1268,6 +1502,23 @@ def report(bench: Bench, started: dt.datetime, took: float) -> str:
                    "1-minute load average then in parentheses); objects/s vs ceiling = the "
                    "row's objects/s over it (the ceiling moves 4 KiB objects, so rows with "
                    "bigger objects cannot reach it).")
+    if bench.args.group == "pipeline":
+        rows = pipeline_table(bench)
+        legend += (f" Each row ran {bench.args.repeats}× per tool, datavc and DVC alternating; "
+                   "s = the median run, min–max = the fastest and slowest, ratio = DVC median "
+                   "/ datavc median, peak RSS and max proc = the highest over the runs. a: a "
+                   "fresh repo per run (untimed setup: copy the input, write the pipeline "
+                   "file, git commit, `datavc trust`); the later rows use the last one. d: "
+                   f"every dependency and output gets the current time (`os.utime`), then "
+                   f"{TOUCH_SETTLE_S:.0f} s pause, untimed. e: the input gets new content, "
+                   "the same for both tools and new in every run (so neither tool's "
+                   "run-cache can restore). A run counts only if it exits 0 and: a, e: stdout "
+                   "reports every stage as run, in order (datavc `Ran stage`, DVC `Running "
+                   "stage`) and every output equals the input; b, c, d: stdout says nothing "
+                   "is to be done (DVC: every stage or none `didn't change, skipping`), no "
+                   "dependency or output changed inode or mtime, every output equals the "
+                   "input, and then (untimed) `datavc repro --json` reports every stage "
+                   "`up-to-date` / `dvc status --json` prints `{}`.")
     if bench.args.group == "history":
         rows = history_table(bench)
         legend += (f" Each command ran {bench.args.repeats}× per cache state, datavc and DVC "
@@ -1284,7 +1535,8 @@ def report(bench: Bench, started: dt.datetime, took: float) -> str:
 def write_report(bench: Bench, text: str, started: dt.datetime) -> Path:
     args = bench.args
     full = set(GROUPS[args.group]) - (set(SLOW) if args.skip_slow else set())
-    partial = (args.quick or args.skip_dvc or args.skip_datavc or set(args.scenarios) != full)
+    partial = (args.quick or args.skip_dvc or args.skip_datavc or set(args.scenarios) != full
+               or (args.group == "pipeline" and args.stages != FULL["stages"]))
     path = bench.args.results or RESULTS / (
         f"{started:%Y-%m-%d}-{args.group}{'-partial' if partial else ''}.md")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -1302,7 +1554,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="smoke run: 2,000 files, 64 MiB file")
     p.add_argument("--only", default=",".join(SCENARIOS), help="comma list of: " + ", ".join(
         SCENARIOS) + "; or of: " + ", ".join(HISTORY) + "; or of: " + ", ".join(REMOTE)
-        + "; or a group: core, history, remote")
+        + "; or a group: core, history, remote; or pipeline")
     p.add_argument("--workdir", type=Path, help="scratch dir (must be empty or missing)")
     p.add_argument("--keep", action="store_true", help="keep the work dir afterwards")
     p.add_argument("--skip-dvc", action="store_true", help="time datavc alone")
@@ -1318,7 +1570,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int,
                    help="history: runs per command and cache state (default "
                         f"{REPEATS['history']}); remote: runs per push and pull (default "
-                        f"{REPEATS['remote']}; the slow small-s3 runs once)")
+                        f"{REPEATS['remote']}; the slow small-s3 runs once); pipeline: runs "
+                        f"per row (default {REPEATS['pipeline']})")
+    p.add_argument("--stages", type=int,
+                   help=f"pipeline: length of the chain (default {FULL['stages']}, "
+                        f"--quick {QUICK['stages']})")
     p.add_argument("--mixed-files", type=int,
                    help="remote: files in the mixed-size data set (default 5,000)")
     p.add_argument("--skip-slow", action="store_true",
@@ -1335,16 +1591,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.files = args.files or preset["files"]
     args.size = args.size or preset["size"]
     args.mixed_files = args.mixed_files or preset["mixed_files"]
+    args.stages = args.stages or preset["stages"]
     names = [s.strip() for s in args.only.split(",") if s.strip()]
     args.scenarios = list(dict.fromkeys(x for n in names for x in GROUPS.get(n, (n,))))
     if args.skip_slow:
         args.scenarios = [s for s in args.scenarios if s not in SLOW]
-    if bad := set(args.scenarios) - set(SCENARIOS) - set(HISTORY) - set(REMOTE):
+    if bad := set(args.scenarios) - {s for members in GROUPS.values() for s in members}:
         p.error(f"unknown scenario(s) {sorted(bad)}; choose from {', '.join(SCENARIOS)}, "
-                f"{', '.join(HISTORY)}, {', '.join(REMOTE)} or a group: core, history, remote")
+                f"{', '.join(HISTORY)}, {', '.join(REMOTE)}, pipeline or a group: core, "
+                "history, remote")
     groups = {g for g, members in GROUPS.items() if set(args.scenarios) & set(members)}
     if len(groups) != 1:
-        p.error("run the core, history and remote scenarios separately (one report each)")
+        p.error("run the core, history, remote and pipeline scenarios separately (one report "
+                "each)")
     args.group = groups.pop()
     if args.group == "remote":  # in the order of REMOTE: the slow one last
         args.scenarios = [s for s in REMOTE if s in args.scenarios]
@@ -1352,6 +1611,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.repeats = REPEATS[args.group]
     if args.repeats < 1:
         p.error("--repeats must be at least 1")
+    if args.stages < 1:
+        p.error("--stages must be at least 1")
     args.tools = [t for t, skip in (("datavc", args.skip_datavc), ("dvc", args.skip_dvc))
                   if not skip]
     if args.skip_dvc and args.skip_datavc:
@@ -1377,6 +1638,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         bench = Bench(args, workdir, make_tools(args, workdir))
         bench.notes.append(f"Load average (1/5/15 min) at start: {load()}")
+        if (not args.skip_datavc and not args.datavc_rev
+                and os.environ.get("PYTHONDONTWRITEBYTECODE")):
+            bench.notes.append("PYTHONDONTWRITEBYTECODE is set: each datavc run compiled "
+                               "those of its modules that had no .pyc yet from source "
+                               "(--datavc-rev byte-compiles its snapshot)")
         src = generate(bench, args.scenarios)
         small = [s for s in args.scenarios if s in SMALL_SCENARIOS]
         if small:
@@ -1387,6 +1653,8 @@ def main(argv: list[str] | None = None) -> int:
             run_history(bench, args.scenarios, src)
         if args.group == "remote":
             run_remote(bench, args.scenarios, src)
+        if args.group == "pipeline":
+            run_pipeline(bench)
         bench.notes.append(f"Load average at end: {load()}")
         text = report(bench, started, (dt.datetime.now(dt.UTC) - started).total_seconds())
         print("\n" + text)
