@@ -323,14 +323,14 @@ class S3Remote:
         except OSError as exc:
             raise from_oserror(exc, path, "read") from None
         with f:
-            if size < STREAM_PUT:
+            if size >= self.multipart_threshold:
+                self._put_multipart(oid, f, path, size)
+            elif size >= STREAM_PUT:
+                self._put_streamed(oid, f, path, size)
+            else:
                 data = _read(f, size + 1, path)
                 self._verify(oid, path, xxhash.xxh3_128_digest(data), len(data), size)
                 self._call("put_object", "upload", oid, Key=self._key(oid), Body=data)
-            elif size < self.multipart_threshold:
-                self._put_streamed(oid, f, path, size)
-            else:
-                self._put_multipart(oid, f, path, size)
 
     def _put_streamed(self, oid: Oid, f: IO[bytes], path: str, size: int) -> None:
         """One PUT whose body is read from the file as it is sent (memory stays at a
