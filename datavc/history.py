@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from . import fsutil, listing, manifest, reader, tree
+from . import fsutil, listing, manifest, tree
 from .errors import DatavcError, ObjectMissingError, from_oserror
 from .hashing import Oid
 from .manifest import Pointer
@@ -20,8 +20,8 @@ from .results import LogEntry, LsEntry
 from .state import StatCache
 from .treediff import Budget, Change, Ref, Side, diff, lookup, with_renames
 
-if TYPE_CHECKING:
-    from . import merge
+if TYPE_CHECKING:  # both are imported where used: most commands never need them
+    from . import merge, reader
 
 
 @dataclass(frozen=True)
@@ -245,6 +245,7 @@ class History(RepoCore):
         current directory: a file target, or a file inside a directory target. Only the
         listings on its path are read.
         """
+        from . import reader
         reader.check_mode(mode)
         parts = reader.data_path(self.root, path)
         sha = self.resolve(rev) if rev is not None else None
@@ -269,6 +270,7 @@ class History(RepoCore):
                    rev: str | None) -> reader.Found:
         """The target that is a prefix of ``parts`` (the outermost, as discovery finds
         targets), then the file below it."""
+        from . import reader
         for n in range(1, len(parts) + 1):
             pointer = self._pointer_at(parts, n, sha, rev)
             if pointer is not None:
@@ -285,6 +287,7 @@ class History(RepoCore):
 
     @cached_property
     def _listings(self) -> reader.Listings:
+        from . import reader
         return reader.Listings(self._listing_bytes)
 
     def _listing_bytes(self, oid: Oid) -> bytes:

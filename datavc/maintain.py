@@ -9,15 +9,19 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from . import audit, hooks, listing, manifest, transfer
-from . import fsck as fsck_mod
 from . import gc as gc_mod
+from . import listing, manifest
 from .errors import DatavcError, ObjectMissingError, UsageError
 from .hashing import Oid
 from .parallel import publish
-from .remote_base import Remote
 from .sync import Sync
+
+if TYPE_CHECKING:  # imported where used: a command that needs none of them loads none
+    from . import audit, hooks
+    from . import fsck as fsck_mod
+    from .remote_base import Remote
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,7 @@ class Maintenance(Sync):
         """Per target: objects the remote lacks, and listings found nowhere (so what is
         below them is unknown). Listings not cached are read from the remote, verified, and
         not stored (CI machines have no cache)."""
+        from . import transfer
         name, rem = self._open_remote(remote, None)
         try:
             out = []
@@ -193,6 +198,7 @@ class Maintenance(Sync):
 
     def level(self) -> LevelReport:
         """The maturity level (DESIGN.md §1) with its evidence and the next step."""
+        from . import audit
         rels = self.tracked()
         evidence, cut = audit.unversioned(self.root, rels)
         remote = self.default_remote()
@@ -216,10 +222,12 @@ class Maintenance(Sync):
 
     def install(self) -> list[hooks.HookChange]:
         """Install datavc's git hooks, chained with the hooks already there."""
+        from . import hooks
         return hooks.install(self.git.hooks_dir())
 
     def uninstall(self) -> list[hooks.HookChange]:
         """Remove datavc's git hooks and restore the hooks they chained."""
+        from . import hooks
         return hooks.uninstall(self.git.hooks_dir())
 
     # ------------------------------------------------------------------ gc
@@ -297,6 +305,7 @@ class Maintenance(Sync):
             rem.close()
 
     def _listing_anywhere(self, rem: Remote, oid: Oid) -> bytes:
+        from . import transfer
         try:
             return self.store.read_bytes(oid)
         except ObjectMissingError:
@@ -320,6 +329,7 @@ class Maintenance(Sync):
 
     def _fsck_once(self, kept: list[tuple[str, gc_mod.Kept]], read_data: bool,
                    remote: str | None) -> FsckResult:
+        from . import fsck as fsck_mod
         problems: list[fsck_mod.Problem] = []
         named = fsck_mod.walk(self.store, kept, problems)
         self.reporter.begin("Checking the cache", len(named.sizes))
@@ -338,6 +348,7 @@ class Maintenance(Sync):
 
     def _repair(self, kept: list[tuple[str, gc_mod.Kept]], found: FsckResult, read_data: bool,
                 remote: str | None) -> FsckResult:
+        from . import transfer
         bad = sorted({p.oid for p in found.problems
                       if p.where == "cache" and p.oid and p.kind in ("corrupt", "size",
                                                                     "missing")})

@@ -16,12 +16,11 @@ import sys
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import fsutil, manifest, runcache, scm, stagelock, transfer, tree
+from . import fsutil, manifest, runcache, scm, stagelock, tree
 from . import pipeline as pipeline_mod
 from . import trust as trust_mod
-from .audit import Evidence
 from .config import read_toml
 from .errors import (
     DatavcError,
@@ -36,10 +35,13 @@ from .maintain import LEVELS, CheckProblem, CheckResult, LevelReport, Maintenanc
 from .manifest import Pointer
 from .parallel import publish
 from .pipeline import Pipeline, Stage
-from .remote_base import Remote
 from .results import CheckoutResult, TransferResult
 from .stagelock import OutLock, StageLock
 from .state import StatCache
+
+if TYPE_CHECKING:  # imported where used: a command that needs none of them loads none
+    from .audit import Evidence
+    from .remote_base import Remote
 
 FILENAME = pipeline_mod.FILENAME
 LOCKFILE = stagelock.FILENAME
@@ -211,6 +213,7 @@ class Pipelines(Maintenance):
     def _outside_pipeline(self, pipe: Pipeline) -> list[Evidence]:
         """Tracked targets that no stage reads or writes: data added by hand next to a
         pipeline, which is how outputs made outside it look (``kind`` ``outside-pipeline``)."""
+        from .audit import Evidence
         used = [p for st in pipe.stages.values() for p in (*st.deps, *st.outs)]
         out = []
         for rel in self.tracked():
@@ -474,6 +477,7 @@ class Pipelines(Maintenance):
         the lock records (of each revision pushed), so that teammates and CI restore those
         outputs instead of running; with ``run_cache``, every entry in the cache, with its
         outputs. An entry goes up only when every object of its outputs is on the remote."""
+        from . import transfer
         result = super().push(targets, remote=remote, jobs=jobs, revs=revs,
                               all_branches=all_branches, all_tags=all_tags,
                               all_commits=all_commits)
@@ -534,6 +538,7 @@ class Pipelines(Maintenance):
         this cache lacks, with its outputs (for working offline: ``repro`` otherwise asks
         the default remote for a missing run itself). An entry is recorded once all of its
         outputs are in the cache."""
+        from . import transfer
         result = super().fetch(targets, remote=remote, jobs=jobs, revs=revs,
                                all_branches=all_branches, all_tags=all_tags,
                                all_commits=all_commits)
@@ -625,6 +630,7 @@ class Pipelines(Maintenance):
         """The outputs of ``stage`` recorded for ``run_key`` on remote ``rem``, fetched
         (verified) into the cache with the entry; None when the remote has no such run or
         it cannot be used (reported)."""
+        from . import transfer
         try:
             data = rem.get_run(run_key)
             if data is None:

@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from . import listing, transfer
+from . import listing
 from .hashing import Oid
 from .treediff import Change
+
+if TYPE_CHECKING:  # imported where used: a command that needs none of them loads none
+    from . import transfer
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,17 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import fsutil, stagelock, transfer
+from . import fsutil, stagelock
 from .errors import DatavcError, InvalidInputError, ObjectMissingError
 from .hashing import Oid, hash_bytes
 from .objects import FANOUT, ObjectStore
 from .parallel import publish
 from .stagelock import OutLock, StageLock
+
+if TYPE_CHECKING:  # imported where used: a command that needs none of them loads none
+    from . import transfer
 
 VERSION = 1
 RUNS_DIR = "runs"
@@ -141,11 +144,13 @@ def _names(directory: str) -> list[str]:
 
 def roots(outs: dict[str, OutLock]) -> list[transfer.Root]:
     """The stored trees an entry names, for transfers and completeness checks."""
+    from . import transfer
     return [transfer.Root(out.kind, out.oid, out.nfiles) for out in outs.values()]
 
 
 def complete(store: ObjectStore, outs: dict[str, OutLock]) -> bool:
     """Whether every object of every output is in the cache (a restore cannot fail)."""
+    from . import transfer
     return all(transfer.complete(store, root) for root in roots(outs))
 
 

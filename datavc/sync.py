@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import config as config_mod
-from . import listing, transfer
+from . import listing
 from .errors import DatavcError, IntegrityError, ObjectMissingError, UsageError, from_oserror
 from .hashing import Oid
 from .parallel import publish
 from .results import CheckoutResult, TargetStatus, TransferResult
 from .worktree import Worktree
+
+if TYPE_CHECKING:  # imported where used: a command that needs none of them loads none
+    from . import transfer
 
 
 class Sync(Worktree):
@@ -72,6 +75,7 @@ class Sync(Worktree):
         ``revs`` / the scopes. Objects missing from the cache are reported in ``missing``
         and the listings above them are not pushed. (Run-cache entries, and ``run_cache``,
         are the pipeline part's: ``Pipelines.push``.)"""
+        from . import transfer
         name, rem = self._open_remote(remote, jobs)
         try:
             roots = self._roots(targets, revs, all_branches, all_tags, all_commits)
@@ -88,6 +92,7 @@ class Sync(Worktree):
         """Download into the cache the objects of ``targets`` that it lacks (verified; a
         mismatch is retried once, then reported in ``corrupt`` and never stored).
         (``run_cache`` is the pipeline part's: ``Pipelines.fetch``.)"""
+        from . import transfer
         name, rem = self._open_remote(remote, jobs)
         try:
             roots = self._roots(targets, revs, all_branches, all_tags, all_commits)
@@ -154,6 +159,7 @@ class Sync(Worktree):
                all_tags: bool, all_commits: bool) -> list[transfer.Root]:
         """The trees to transfer: the work-tree manifests (no revision named), or those of
         each revision named and of each commit in the scopes."""
+        from . import transfer
         roots: dict[tuple[str, bytes, tuple[str, ...]], transfer.Root] = {}
         for sha in self._shas(revs, all_branches, all_tags, all_commits):
             rels = ([self.target(t) for t in targets] if targets
@@ -176,6 +182,7 @@ class Sync(Worktree):
         (verified before it enters the cache, under the lock): the one place where reading
         falls back to a remote. ObjectMissingError (exit 1) when no remote is configured or
         the remote lacks it; IntegrityError (exit 3) when it arrives corrupt twice."""
+        from . import transfer
         if self.default_remote() is None:
             raise ObjectMissingError(
                 f"object {oid} is not in the cache ({self.store.path(oid)}) and no default "
@@ -202,6 +209,7 @@ class Sync(Worktree):
 
     def _remote_status(self, found: list[TargetStatus],
                        remote: str | None) -> list[TargetStatus]:
+        from . import transfer
         name, rem = self._open_remote(remote, None)
         try:
             out = []
