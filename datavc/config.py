@@ -22,7 +22,6 @@ import re
 import tomllib
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from . import fsutil
 from .errors import ConfigError, DatavcError, UnknownFormatError
@@ -114,6 +113,8 @@ def _check_remote(name: str, table: Any, where: str) -> None:
 
 def check_url(url: str, *, where: str) -> None:
     """A remote URL: ``s3://BUCKET[/PREFIX]``, ``file:///ABS/PATH`` or a plain path."""
+    from urllib.parse import urlsplit
+
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if not url or "\0" in url or any(ord(c) < 0x20 for c in url):
         raise ConfigError(f"{where}: not a usable remote URL: {url!r}")
@@ -127,6 +128,8 @@ def check_url(url: str, *, where: str) -> None:
 
 def check_no_secrets(doc: dict[str, Any], where: str) -> None:
     """The tracked config names no credential: no secret key, no password in a URL."""
+    from urllib.parse import urlsplit
+
     for name, table in (doc.get("remote") or {}).items():
         secret = sorted(SECRET_KEYS & set(table))
         if secret:
@@ -149,6 +152,8 @@ def redact(url: str) -> str:
     ``https://key:secret@host:9000/b?X-Amz-Signature=x`` -> ``https://***@host:9000/b?***``.
     A plain path comes back unchanged; an unparsable URL as ``<unparsable URL>``.
     """
+    from urllib.parse import urlsplit, urlunsplit
+
     try:
         parts = urlsplit(url)
         port = parts.port

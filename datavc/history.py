@@ -246,6 +246,7 @@ class History(RepoCore):
         listings on its path are read.
         """
         from . import reader
+
         reader.check_mode(mode)
         parts = reader.data_path(self.root, path)
         sha = self.resolve(rev) if rev is not None else None
@@ -271,6 +272,7 @@ class History(RepoCore):
         """The target that is a prefix of ``parts`` (the outermost, as discovery finds
         targets), then the file below it."""
         from . import reader
+
         for n in range(1, len(parts) + 1):
             pointer = self._pointer_at(parts, n, sha, rev)
             if pointer is not None:
@@ -288,6 +290,7 @@ class History(RepoCore):
     @cached_property
     def _listings(self) -> reader.Listings:
         from . import reader
+
         return reader.Listings(self._listing_bytes)
 
     def _listing_bytes(self, oid: Oid) -> bytes:
@@ -307,6 +310,7 @@ def write_ls_parquet(entries: list[LsEntry], path: str | os.PathLike[str]) -> No
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
+
     except ImportError as exc:
         raise DatavcError(f"cannot write Parquet: {exc}", hint="pip install pyarrow") from None
     schema = pa.schema([(name, getattr(pa, "bool_" if t == "bool" else t)())

@@ -180,6 +180,7 @@ class Maintenance(Sync):
         below them is unknown). Listings not cached are read from the remote, verified, and
         not stored (CI machines have no cache)."""
         from . import transfer
+
         name, rem = self._open_remote(remote, None)
         try:
             out = []
@@ -199,6 +200,7 @@ class Maintenance(Sync):
     def level(self) -> LevelReport:
         """The maturity level (DESIGN.md §1) with its evidence and the next step."""
         from . import audit
+
         rels = self.tracked()
         evidence, cut = audit.unversioned(self.root, rels)
         remote = self.default_remote()
@@ -223,11 +225,13 @@ class Maintenance(Sync):
     def install(self) -> list[hooks.HookChange]:
         """Install datavc's git hooks, chained with the hooks already there."""
         from . import hooks
+
         return hooks.install(self.git.hooks_dir())
 
     def uninstall(self) -> list[hooks.HookChange]:
         """Remove datavc's git hooks and restore the hooks they chained."""
         from . import hooks
+
         return hooks.uninstall(self.git.hooks_dir())
 
     # ------------------------------------------------------------------ gc
@@ -306,6 +310,7 @@ class Maintenance(Sync):
 
     def _listing_anywhere(self, rem: Remote, oid: Oid) -> bytes:
         from . import transfer
+
         try:
             return self.store.read_bytes(oid)
         except ObjectMissingError:
@@ -330,6 +335,7 @@ class Maintenance(Sync):
     def _fsck_once(self, kept: list[tuple[str, gc_mod.Kept]], read_data: bool,
                    remote: str | None) -> FsckResult:
         from . import fsck as fsck_mod
+
         problems: list[fsck_mod.Problem] = []
         named = fsck_mod.walk(self.store, kept, problems)
         self.reporter.begin("Checking the cache", len(named.sizes))
@@ -349,6 +355,7 @@ class Maintenance(Sync):
     def _repair(self, kept: list[tuple[str, gc_mod.Kept]], found: FsckResult, read_data: bool,
                 remote: str | None) -> FsckResult:
         from . import transfer
+
         bad = sorted({p.oid for p in found.problems
                       if p.where == "cache" and p.oid and p.kind in ("corrupt", "size",
                                                                     "missing")})

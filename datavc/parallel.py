@@ -11,7 +11,6 @@ import contextlib
 import os
 import signal
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple, TypeVar
 
 from . import crash, lock
@@ -197,6 +196,8 @@ def _copy_chunk(items: list[tuple[str, bytes]], objects_dir: str,
     """Copy a chunk: files are opened by a few threads at a time (an open of a file whose
     inode is not cached waits on the disk: in flight together, those waits overlap) and
     announced with POSIX_FADV_WILLNEED, then copied and hashed in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
     out: list[Copied] = []
     with ThreadPoolExecutor(OPENERS) as openers:
         for start in range(0, len(items), PREFETCH):

@@ -11,10 +11,8 @@ in git, and restored by ``checkout``.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +38,8 @@ from .stagelock import OutLock, StageLock
 from .state import StatCache
 
 if TYPE_CHECKING:  # imported where used: a command that needs none of them loads none
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from .audit import Evidence
     from .remote_base import Remote
 
@@ -214,6 +214,7 @@ class Pipelines(Maintenance):
         """Tracked targets that no stage reads or writes: data added by hand next to a
         pipeline, which is how outputs made outside it look (``kind`` ``outside-pipeline``)."""
         from .audit import Evidence
+
         used = [p for st in pipe.stages.values() for p in (*st.deps, *st.outs)]
         out = []
         for rel in self.tracked():
@@ -277,6 +278,8 @@ class Pipelines(Maintenance):
     def _run_probe(self, stage: Stage, probe: pipeline_mod.Probe) -> Oid | str:
         """The id of what ``probe`` prints on its standard output (streamed), or why it
         has none. Its standard error goes to datavc's."""
+        import subprocess
+
         try:
             proc = subprocess.Popen(pipeline_mod.argv(probe.cmd, stage.shell), cwd=self.root,
                                     shell=stage.shell, stdin=subprocess.DEVNULL,
@@ -400,6 +403,8 @@ class Pipelines(Maintenance):
     def _run_cmd(self, stage: Stage) -> str | None:
         """Run ``stage``'s command at the repository root; None or why it failed. Its
         output goes to datavc's stderr, keeping stdout for datavc's own report."""
+        import subprocess
+
         try:
             proc = subprocess.run(stage.argv(), cwd=self.root, shell=stage.shell,
                                   stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno(),
@@ -478,6 +483,7 @@ class Pipelines(Maintenance):
         outputs instead of running; with ``run_cache``, every entry in the cache, with its
         outputs. An entry goes up only when every object of its outputs is on the remote."""
         from . import transfer
+
         result = super().push(targets, remote=remote, jobs=jobs, revs=revs,
                               all_branches=all_branches, all_tags=all_tags,
                               all_commits=all_commits)
@@ -539,6 +545,7 @@ class Pipelines(Maintenance):
         the default remote for a missing run itself). An entry is recorded once all of its
         outputs are in the cache."""
         from . import transfer
+
         result = super().fetch(targets, remote=remote, jobs=jobs, revs=revs,
                                all_branches=all_branches, all_tags=all_tags,
                                all_commits=all_commits)
@@ -631,6 +638,7 @@ class Pipelines(Maintenance):
         (verified) into the cache with the entry; None when the remote has no such run or
         it cannot be used (reported)."""
         from . import transfer
+
         try:
             data = rem.get_run(run_key)
             if data is None:
@@ -781,6 +789,7 @@ class _Scheduler:
         self.done: dict[str, StageRun] = {}
         self.pending = list(names)
         self.running: dict[Future[str | None], tuple[str, _Now, list[Reason]]] = {}
+        self.pool: ThreadPoolExecutor | None = None
         self.remote: Remote | None = None  # the default remote, opened on the first miss
         self.no_remote = dry_run or repo.default_remote() is None
         self.trusted = not dry_run or repo._trusted()  # probes run only when trusted
@@ -795,22 +804,36 @@ class _Scheduler:
                 self.remote.close()
 
     def _run(self) -> dict[str, StageRun]:
-        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+        try:
             while self.pending or self.running:
-                self._start_ready(pool)
+                self._start_ready()
                 if not self.running:
                     if self.pending:  # nothing runs and nothing can start: cannot happen
                         raise DatavcError(f"stages cannot be scheduled: {self.pending}")
                     break
+                from concurrent.futures import FIRST_COMPLETED, wait
+
                 finished, _ = wait(list(self.running), return_when=FIRST_COMPLETED)
                 for future in finished:
                     self._finish(future)
+        finally:
+            if self.pool is not None:  # waits for the commands still running
+                self.pool.shutdown(wait=True)
         return self.done
+
+    def _submit(self, stage: Stage) -> Future[str | None]:
+        """Run ``stage``'s command on the thread pool, made on the first run (a pipeline
+        with nothing to run never loads it)."""
+        if self.pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(max_workers=self.jobs)
+        return self.pool.submit(self.repo._run_cmd, stage)
 
     def _ups(self, name: str) -> list[str]:
         return [u for u in self.pipe.upstream[name] if u in self.names]
 
-    def _start_ready(self, pool: ThreadPoolExecutor) -> None:
+    def _start_ready(self) -> None:
         for name in list(self.pending):
             if len(self.running) >= self.jobs:
                 return
@@ -818,9 +841,9 @@ class _Scheduler:
             if any(u not in self.done for u in ups):
                 continue
             self.pending.remove(name)
-            self._start(pool, name, ups)
+            self._start(name, ups)
 
-    def _start(self, pool: ThreadPoolExecutor, name: str, ups: list[str]) -> None:
+    def _start(self, name: str, ups: list[str]) -> None:
         bad = [u for u in ups if self.done[u].status in ("failed", "skipped")]
         if bad:
             self.done[name] = StageRun(name, "skipped", [], f"upstream stage '{bad[0]}' failed")
@@ -857,7 +880,7 @@ class _Scheduler:
         if outs is not None and self._restore(stage, now, reasons, outs):
             return
         self.repo.reporter.info(f"Running stage '{name}' ({reasons[0]})")
-        self.running[pool.submit(self.repo._run_cmd, stage)] = (name, now, reasons)
+        self.running[self._submit(stage)] = (name, now, reasons)
 
     def _check_outs(self) -> None:
         """``Pipelines._check_outs``, once, before anything is written (or, dry, said to be

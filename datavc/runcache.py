@@ -145,12 +145,14 @@ def _names(directory: str) -> list[str]:
 def roots(outs: dict[str, OutLock]) -> list[transfer.Root]:
     """The stored trees an entry names, for transfers and completeness checks."""
     from . import transfer
+
     return [transfer.Root(out.kind, out.oid, out.nfiles) for out in outs.values()]
 
 
 def complete(store: ObjectStore, outs: dict[str, OutLock]) -> bool:
     """Whether every object of every output is in the cache (a restore cannot fail)."""
     from . import transfer
+
     return all(transfer.complete(store, root) for root in roots(outs))
 
 

@@ -76,6 +76,7 @@ class Sync(Worktree):
         and the listings above them are not pushed. (Run-cache entries, and ``run_cache``,
         are the pipeline part's: ``Pipelines.push``.)"""
         from . import transfer
+
         name, rem = self._open_remote(remote, jobs)
         try:
             roots = self._roots(targets, revs, all_branches, all_tags, all_commits)
@@ -93,6 +94,7 @@ class Sync(Worktree):
         mismatch is retried once, then reported in ``corrupt`` and never stored).
         (``run_cache`` is the pipeline part's: ``Pipelines.fetch``.)"""
         from . import transfer
+
         name, rem = self._open_remote(remote, jobs)
         try:
             roots = self._roots(targets, revs, all_branches, all_tags, all_commits)
@@ -160,6 +162,7 @@ class Sync(Worktree):
         """The trees to transfer: the work-tree manifests (no revision named), or those of
         each revision named and of each commit in the scopes."""
         from . import transfer
+
         roots: dict[tuple[str, bytes, tuple[str, ...]], transfer.Root] = {}
         for sha in self._shas(revs, all_branches, all_tags, all_commits):
             rels = ([self.target(t) for t in targets] if targets
@@ -183,6 +186,7 @@ class Sync(Worktree):
         falls back to a remote. ObjectMissingError (exit 1) when no remote is configured or
         the remote lacks it; IntegrityError (exit 3) when it arrives corrupt twice."""
         from . import transfer
+
         if self.default_remote() is None:
             raise ObjectMissingError(
                 f"object {oid} is not in the cache ({self.store.path(oid)}) and no default "
@@ -210,6 +214,7 @@ class Sync(Worktree):
     def _remote_status(self, found: list[TargetStatus],
                        remote: str | None) -> list[TargetStatus]:
         from . import transfer
+
         name, rem = self._open_remote(remote, None)
         try:
             out = []
