@@ -231,13 +231,7 @@ class LocalRemote:
             self._cleaned = True
 
     def delete(self, oid: Oid) -> None:
-        path = self.path_of(oid)
-        try:
-            os.unlink(path)
-        except (FileNotFoundError, NotADirectoryError):
-            pass
-        except OSError as exc:
-            raise remote_oserror(exc, path, "delete object") from None
+        _unlink(self.path_of(oid), "delete object")
 
 
     # ------------------------------------------------------------ run-cache entries
@@ -276,13 +270,7 @@ class LocalRemote:
                     yield Oid(digest)
 
     def delete_run(self, key: Oid) -> None:
-        path = self._run_path(key)
-        try:
-            os.unlink(path)
-        except (FileNotFoundError, NotADirectoryError):
-            pass
-        except OSError as exc:
-            raise remote_oserror(exc, path, "delete run-cache entry") from None
+        _unlink(self._run_path(key), "delete run-cache entry")
 
 
 def local_path(path: str) -> str:
@@ -296,6 +284,16 @@ def local_path(path: str) -> str:
     if not path or "\0" in path or not os.path.isabs(path):
         raise ConfigError(f"a directory remote needs an absolute path, not {path!r}")
     return os.path.normpath(path)
+
+
+def _unlink(path: str, action: str) -> None:
+    """Remove ``path``; an absent one is not an error."""
+    try:
+        os.unlink(path)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except OSError as exc:
+        raise remote_oserror(exc, path, action) from None
 
 
 def _junk(on_junk: Callable[[str], object] | None, key: str) -> None:
