@@ -262,12 +262,9 @@ class Maintenance(Sync):
 
     def _kept(self, revs: list[str] | None, all_branches: bool, all_tags: bool,
               all_commits: bool) -> Iterator[gc_mod.Kept]:
-        shas: list[str | None] = [None]
-        if revs or all_branches or all_tags or all_commits:
-            shas += [self.resolve(r) for r in revs or []]
-            shas += self.git.revisions(branches=all_branches, tags=all_tags,
-                                       commits=all_commits)
-        for sha in dict.fromkeys(shas):
+        # the work tree is always kept, whatever else is
+        for sha in dict.fromkeys([None, *self._shas(revs, all_branches, all_tags,
+                                                    all_commits)]):
             where = f"commit {sha[:12]}" if sha else "the work tree"
             try:
                 yield from self._kept_at(sha, where)
