@@ -22,6 +22,7 @@ from . import trust as trust_mod
 from .config import read_toml
 from .errors import (
     DatavcError,
+    InvalidInputError,
     StageFailedError,
     UntrustedPipelineError,
     UsageError,
@@ -148,14 +149,18 @@ class Pipelines(Maintenance):
     # ------------------------------------------------------------ reading
 
     def _pipeline_bytes(self) -> bytes | None:
-        path = os.path.join(self.root, FILENAME)
+        return self._root_file(FILENAME, pipeline_mod.MAX_BYTES)
+
+    def _root_file(self, name: str, limit: int) -> bytes | None:
+        """At most ``limit`` + 1 bytes of file ``name`` at the root (the reader then refuses
+        what is too long); None when there is none."""
         try:
-            with open(path, "rb") as f:
-                return f.read(pipeline_mod.MAX_BYTES + 1)
+            with open(os.path.join(self.root, name), "rb") as f:
+                return f.read(limit + 1)
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise from_oserror(exc, FILENAME, "read") from exc
+            raise from_oserror(exc, name, "read") from exc
 
     def pipeline(self) -> Pipeline:
         """The validated pipeline of ``datavc.toml`` (exit 6 when invalid)."""
@@ -234,13 +239,7 @@ class Pipelines(Maintenance):
             where = f"{LOCKFILE} at revision '{sha[:12]}'"
         else:
             where = LOCKFILE
-            try:
-                with open(os.path.join(self.root, LOCKFILE), "rb") as f:
-                    data = f.read(stagelock.MAX_BYTES + 1)
-            except FileNotFoundError:
-                data = None
-            except OSError as exc:
-                raise from_oserror(exc, LOCKFILE, "read") from exc
+            data = self._root_file(LOCKFILE, stagelock.MAX_BYTES)
         return {} if data is None else stagelock.loads(data, where=where)
 
     def _write_lock(self, lock: dict[str, StageLock]) -> None:
@@ -582,16 +581,13 @@ class Pipelines(Maintenance):
                 hit = None
             if hit is not None and runcache.complete(self.store, hit[1]):
                 continue
-            data = rem.get_run(run_key)
-            if data is None:
-                continue
             try:
-                outs = runcache.check_entry(data, run_key, where=f"run-cache entry "
-                                            f"{run_key} on remote {rem.describe()}")
-            except DatavcError as exc:
+                found = runcache.remote_entry(rem, run_key)
+            except InvalidInputError as exc:  # a remote failure is raised
                 self.reporter.warn(f"skipped: {exc.message}")
                 continue
-            out.append((run_key, data, outs))
+            if found is not None:
+                out.append((run_key, *found))
         return out
 
     def _runs_kept(self, live: set[bytes]) -> tuple[set[bytes], int]:
@@ -617,15 +613,13 @@ class Pipelines(Maintenance):
         never outlive its outputs: a restore from it would fail). Invalid entries go too."""
         doomed = []
         for run_key in rem.iter_runs():
-            data = rem.get_run(run_key)
-            if data is None:
-                continue
             try:
-                outs = runcache.check_entry(data, run_key, where=f"run-cache entry {run_key}")
-            except DatavcError:
+                found = runcache.remote_entry(rem, run_key)
+            except InvalidInputError:  # a remote failure is raised, never a deletion
                 doomed.append(run_key)
                 continue
-            if not all(r.oid.digest in live for r in runcache.roots(outs)):
+            if found is not None and not all(r.oid.digest in live
+                                             for r in runcache.roots(found[1])):
                 doomed.append(run_key)
         if not dry_run:
             for run_key in doomed:
@@ -640,11 +634,10 @@ class Pipelines(Maintenance):
         from . import transfer
 
         try:
-            data = rem.get_run(run_key)
-            if data is None:
+            found = runcache.remote_entry(rem, run_key)
+            if found is None:
                 return None
-            outs = runcache.check_entry(data, run_key, where=f"the run-cache entry of stage "
-                                        f"'{stage.name}' on remote {rem.describe()}")
+            data, outs = found
             if sorted(outs) != sorted(stage.outs):
                 raise DatavcError("it names other outputs")
             self.reporter.info(f"Fetching the outputs of stage '{stage.name}' from the "

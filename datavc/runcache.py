@@ -30,6 +30,7 @@ from .stagelock import OutLock, StageLock
 
 if TYPE_CHECKING:  # imported where used: a command that needs none of them loads none
     from . import transfer
+    from .remote_base import Remote
 
 VERSION = 1
 RUNS_DIR = "runs"
@@ -120,6 +121,17 @@ def check_entry(data: bytes, run_key: Oid, *, where: str) -> dict[str, OutLock]:
     if got_key != run_key:
         raise InvalidInputError(f"{where} belongs to another key")
     return outs
+
+
+def remote_entry(remote: Remote, run_key: Oid) -> tuple[bytes, dict[str, OutLock]] | None:
+    """The entry ``remote`` holds for ``run_key`` and its outputs, validated
+    (InvalidInputError when it is not a valid entry of that key, RemoteError when the remote
+    fails); None when it holds none."""
+    data = remote.get_run(run_key)
+    if data is None:
+        return None
+    return data, check_entry(data, run_key, where=f"run-cache entry {run_key} on remote "
+                                                  f"{remote.describe()}")
 
 
 def keys(store: ObjectStore) -> Iterator[Oid]:
