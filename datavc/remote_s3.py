@@ -218,6 +218,10 @@ class S3Remote:
             return RemoteError(f"cannot {what} on {where}: {self._scrub(exc)}",
                                hint="run the command again; if it keeps failing, check the "
                                     "remote's settings")
+        if isinstance(exc, _stream_errors()):  # a connection broken below botocore
+            return RemoteError(f"cannot {what}: connection to {where} broken "
+                               f"({type(exc).__name__})",
+                               hint="check the network, then run the command again")
         return None
 
     def _scrub(self, exc: object) -> str:

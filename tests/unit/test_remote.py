@@ -657,3 +657,19 @@ def test_the_streamed_body_hashes_what_is_sent_across_rewinds(tmp_path):
         assert body.hasher.digest() == hash_bytes(data).digest
         body.seek(5)  # anything else: what was sent is unknown
         assert not body.clean
+
+
+def test_a_connection_broken_below_botocore_is_a_remote_error():
+    """urllib3 may raise past botocore (a reset while a response is read): exit 5, not a
+    traceback."""
+    from urllib3.exceptions import ProtocolError
+
+    from datavc.errors import RemoteError
+    from datavc.remote_s3 import S3Remote
+
+    rem = S3Remote("bucket", "p", endpoint_url="http://127.0.0.1:9")
+    err = rem._translate(ProtocolError("Connection broken", ConnectionResetError(104, "reset")),
+                         "download", hash_bytes(b"x"))
+    assert isinstance(err, RemoteError) and err.exit_code == 5
+    assert "connection to s3://bucket/p" in err.message and "ProtocolError" in err.message
+    assert rem._translate(ValueError("a bug"), "download", None) is None  # bugs stay bugs
