@@ -48,7 +48,7 @@ class Config:
 def read_toml(path: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
-            data = f.read(MAX_BYTES + 1)
+            data = fsutil.read_limited(f, MAX_BYTES)
     except FileNotFoundError:
         return {}
     except OSError as exc:

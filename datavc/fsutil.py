@@ -14,6 +14,7 @@ import itertools
 import os
 import stat
 from collections.abc import Iterator, Sequence
+from typing import BinaryIO
 
 from . import crash
 from .errors import UnsafePathError, from_oserror
@@ -80,16 +81,41 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
 
 write_all = _write_all
 
+
+def read_limited(f: BinaryIO, limit: int) -> bytes:
+    """At most ``limit`` + 1 bytes of ``f`` (more than ``limit`` tells the caller the input
+    is too long), without a ``limit``-sized buffer for a small file: ``f.read(limit + 1)``
+    allocates all of it up front, 64 MiB for a 2 KiB listing. A regular file is read in one
+    call of its size (plus one byte); one that grew meanwhile, or is not regular, is read
+    on in pieces up to the limit."""
+    size = limit
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        st = os.fstat(f.fileno())
+        if stat.S_ISREG(st.st_mode):
+            size = min(st.st_size, limit)
+    data = f.read(size + 1)
+    if len(data) <= size:
+        return data
+    parts, total = [data], len(data)
+    while total <= limit and (more := f.read(min(_PIECE, limit + 1 - total))):
+        parts.append(more)
+        total += len(more)
+    return b"".join(parts)
+
+
+_PIECE = 1 << 20
+
 _syncfs: list[object] = []
 
 
 def _find_syncfs() -> object:
     if not _syncfs:
         import ctypes  # here: commands that never sync do not load it
-        import ctypes.util
 
-        name = ctypes.util.find_library("c")
-        libc = ctypes.CDLL(name, use_errno=True) if name else None
+        try:  # the C library the interpreter runs on (find_library would run ldconfig)
+            libc = ctypes.CDLL(None, use_errno=True)
+        except OSError:
+            libc = None
         _syncfs.append(getattr(libc, "syncfs", None))
     return _syncfs[0]
 

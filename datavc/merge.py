@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import xxhash
 
-from . import listing, manifest
+from . import fsutil, listing, manifest
 from .errors import InvalidInputError, ObjectMissingError, from_oserror
 from .hashing import Oid
 from .listing import DIR, FILE, Entry
@@ -106,7 +106,7 @@ def read_side(path: str | os.PathLike[str], *, where: str) -> Pointer | None:
     absent, as git gives the base of an add/add. Invalid content raises (exit 6)."""
     try:
         with open(path, "rb") as f:
-            data = f.read(manifest.MAX_BYTES + 1)
+            data = fsutil.read_limited(f, manifest.MAX_BYTES)
     except FileNotFoundError:
         return None
     except OSError as exc:

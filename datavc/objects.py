@@ -113,7 +113,7 @@ class ObjectStore:
         path = self.path(oid)
         try:
             with open(path, "rb") as f:
-                data = f.read(limit + 1)
+                data = fsutil.read_limited(f, limit)
         except FileNotFoundError:
             raise ObjectMissingError(
                 f"object {oid} is not in the cache ({path})",
@@ -301,12 +301,13 @@ def copy_and_hash(src: int, out: int) -> bytes:
     Falls back to read-hash-write where copy_file_range is unsupported.
     """
     hasher = xxhash.xxh3_128()
-    buf = bytearray(CHUNK)
+    piece = min(CHUNK, max(os.fstat(src).st_size, _MIN_PIECE))  # a listing needs no 4 MiB
+    buf = bytearray(piece)
     view = memoryview(buf)
     pos = 0
     while True:
         try:
-            n = os.copy_file_range(src, out, CHUNK, pos, pos)
+            n = os.copy_file_range(src, out, piece, pos, pos)
         except OSError as exc:
             if exc.errno not in _NO_COPY_RANGE:
                 raise
@@ -329,6 +330,7 @@ def _copy_by_hand(src: int, out: int, pos: int, hasher: xxhash.xxh3_128,
     return hasher.digest()
 
 
+_MIN_PIECE = 64 << 10
 _NO_COPY_RANGE = {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF}
 
 

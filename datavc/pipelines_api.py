@@ -156,7 +156,7 @@ class Pipelines(Maintenance):
         what is too long); None when there is none."""
         try:
             with open(os.path.join(self.root, name), "rb") as f:
-                return f.read(limit + 1)
+                return fsutil.read_limited(f, limit)
         except FileNotFoundError:
             return None
         except OSError as exc:

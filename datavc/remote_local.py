@@ -243,7 +243,7 @@ class LocalRemote:
         path = self._run_path(key)
         try:
             with open(path, "rb") as f:
-                data = f.read(MAX_RUN + 1)
+                data = fsutil.read_limited(f, MAX_RUN)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:

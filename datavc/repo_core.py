@@ -204,7 +204,7 @@ class RepoCore:
         path = os.path.join(self.root, pointer_rel)
         try:
             with open(path, "rb") as f:
-                data = f.read(manifest.MAX_BYTES + 1)
+                data = fsutil.read_limited(f, manifest.MAX_BYTES)
         except FileNotFoundError:
             raise DatavcError(f"'{rel}' is not tracked by datavc (no {rel}{manifest.SUFFIX})",
                               hint=f"run `datavc add {rel}`") from None

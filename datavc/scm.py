@@ -314,7 +314,7 @@ def ensure_merge_attribute(root: str) -> bool:
                               hint=f"add the line `{MERGE_ATTRIBUTE}` to it yourself")
     try:
         with open(path, "rb") as f:
-            data = f.read(_MAX_ATTRIBUTES + 1)
+            data = fsutil.read_limited(f, _MAX_ATTRIBUTES)
     except FileNotFoundError:
         data = b""
     except OSError as exc:

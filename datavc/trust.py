@@ -35,7 +35,7 @@ def _load() -> dict[str, str]:
     where = path()
     try:
         with open(where, "rb") as f:
-            data = f.read(MAX_BYTES + 1)
+            data = fsutil.read_limited(f, MAX_BYTES)
     except FileNotFoundError:
         return {}
     except OSError as exc:

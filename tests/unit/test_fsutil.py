@@ -146,3 +146,52 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# ------------------------------------------------------------------ read_limited
+
+
+def test_read_limited_reads_small_files_whole_without_a_limit_sized_buffer(tmp_path):
+    import tracemalloc
+
+    p = tmp_path / "small"
+    p.write_bytes(b"x" * 1000)
+    tracemalloc.start()
+    try:
+        with open(p, "rb") as f:
+            data = fsutil.read_limited(f, 64 << 20)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert data == b"x" * 1000
+    assert peak < 1 << 20  # f.read(limit + 1) would have allocated 64 MiB
+
+
+def test_read_limited_stops_one_byte_past_the_limit(tmp_path):
+    p = tmp_path / "big"
+    p.write_bytes(b"y" * 5000)
+    with open(p, "rb") as f:
+        assert fsutil.read_limited(f, 4096) == b"y" * 4097
+    with open(p, "rb") as f:
+        assert fsutil.read_limited(f, 5000) == b"y" * 5000
+
+
+def test_read_limited_reads_on_when_the_file_grew_or_is_not_regular(tmp_path, monkeypatch):
+    import io
+
+    p = tmp_path / "grows"
+    p.write_bytes(b"z" * 3000)
+    real_fstat = os.fstat
+    monkeypatch.setattr(os, "fstat", lambda fd: os.stat_result(  # stat taken before growth
+        (*real_fstat(fd)[:6], 10, *real_fstat(fd)[7:])))
+    with open(p, "rb") as f:
+        assert fsutil.read_limited(f, 1 << 20) == b"z" * 3000
+    with open(p, "rb") as f:
+        assert fsutil.read_limited(f, 2000) == b"z" * 2001
+    monkeypatch.undo()
+    assert fsutil.read_limited(io.BytesIO(b"q" * 70), 64) == b"q" * 65  # no fd: bounded
+    r, w = os.pipe()
+    os.write(w, b"pipe data")
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        assert fsutil.read_limited(f, 100) == b"pipe data"

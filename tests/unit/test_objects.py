@@ -257,3 +257,27 @@ def test_big_file_falls_back_when_copy_file_range_is_unsupported(tmp_path, monke
     oid = Oid(stored.digest)
     assert oid == hash_bytes(data)
     assert Path(store.path(oid)).read_bytes() == data
+
+
+@pytest.mark.parametrize("size", [0, 5000, (4 << 20) + 123])
+def test_copy_and_hash_copies_exactly_with_a_buffer_fit_for_the_source(tmp_path, size):
+    """A listing-sized object gets a small buffer, not CHUNK (threads copy many at once)."""
+    import tracemalloc
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    data = os.urandom(size)
+    src.write_bytes(data)
+    sfd = os.open(src, os.O_RDONLY)
+    dfd = os.open(dst, os.O_RDWR | os.O_CREAT)
+    tracemalloc.start()
+    try:
+        digest = objects.copy_and_hash(sfd, dfd)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        os.close(sfd)
+        os.close(dfd)
+    assert dst.read_bytes() == data
+    assert digest == xxhash.xxh3_128_digest(data)
+    if size < 1 << 20:
+        assert peak < 256 << 10
