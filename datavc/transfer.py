@@ -175,7 +175,7 @@ def push(store: ObjectStore, remote: Remote, roots: list[Root], *, jobs: int,
 
     def put_all(oids: list[Oid]) -> None:
         if isinstance(remote, LocalRemote) and len(oids) >= parallel.MIN_FILES_FOR_POOL:
-            _put_local(store, remote, oids, out, reporter)
+            _put_local(store, remote, oids, sizes, out, reporter)
         else:
             _batched(remote, lambda: _run(jobs, put, oids))
 
@@ -196,8 +196,8 @@ def push(store: ObjectStore, remote: Remote, roots: list[Root], *, jobs: int,
     return out
 
 
-def _put_local(store: ObjectStore, remote: LocalRemote, oids: list[Oid], out: Transfer,
-               reporter: Reporter) -> None:
+def _put_local(store: ObjectStore, remote: LocalRemote, oids: list[Oid],
+               sizes: dict[Oid, int], out: Transfer, reporter: Reporter) -> None:
     """Many objects to a directory remote: it is a store on this machine with the cache's
     layout, so worker processes copy and verify them as ``add`` stores files (the per-file
     work holds the GIL: threads do not scale), then one publish makes them durable and
@@ -205,6 +205,7 @@ def _put_local(store: ObjectStore, remote: LocalRemote, oids: list[Oid], out: Tr
     remote.prepare()
     results = parallel.copy_objects([(store.path(o), o.digest) for o in oids],
                                     remote.objects_dir, remote.tmp_dir,
+                                    sum(sizes[o] for o in oids),
                                     jobs=parallel.default_jobs(), progress=reporter.advance)
     dest = ObjectStore(remote.root)
     dest.pending = [r.tmp for r in results if r.tmp]
@@ -318,23 +319,24 @@ def fetch(store: ObjectStore, remote: Remote, roots: list[Root], *, jobs: int,
     """Download every object of ``roots`` that the cache lacks, verified, and stage it (the
     caller publishes). Listings are fetched level by level to learn what they name."""
     out = Transfer()
-    files: set[Oid] = set()
+    files: dict[Oid, int] = {}  # id -> size as the listings say (for progress and planning)
     for top in roots:
         root = _descend(top, lambda oid: _listing_bytes(store, remote, oid, out),
                         lambda oid: None)
         if root is None:
             continue
         if root.kind == listing.FILE:
-            files.add(root.oid)
+            files.setdefault(root.oid, 0)
         else:
-            files |= _fetch_listings(store, remote, root, jobs, out)
-    need = sorted(files - store.present(files), key=str)
+            files.update(_fetch_listings(store, remote, root, jobs, out))
+    need = sorted(files.keys() - store.present(files), key=str)
     out.present += len(files) - len(need)
-    reporter.begin(f"Fetching from {remote.describe()}", len(need))
+    total = sum(files[o] for o in need)
+    reporter.begin(f"Fetching from {remote.describe()}", len(need), total)
     tries: dict[Oid, int] = {}
     try:
         if isinstance(remote, LocalRemote) and len(need) >= parallel.MIN_FILES_FOR_POOL:
-            need = _get_local(store, remote, need, out, reporter)
+            need = _get_local(store, remote, need, total, out, reporter)
             tries = dict.fromkeys(need, 1)  # arrived corrupt once: one more try
         _run(jobs, lambda oid: _download(store, remote, oid, out, reporter,
                                          tries=tries.get(oid, 2)), need)
@@ -344,9 +346,9 @@ def fetch(store: ObjectStore, remote: Remote, roots: list[Root], *, jobs: int,
 
 
 def _fetch_listings(store: ObjectStore, remote: Remote, root: Root, jobs: int,
-                    out: Transfer) -> set[Oid]:
+                    out: Transfer) -> dict[Oid, int]:
     budget = Budget.for_pointer(root.nfiles)
-    files: set[Oid] = set()
+    files: dict[Oid, int] = {}
     seen: set[Oid] = set()
     level = [root.oid]
     for _depth in range(MAX_DEPTH + 2):
@@ -371,7 +373,7 @@ def _fetch_listings(store: ObjectStore, remote: Remote, root: Root, jobs: int,
                 if e.kind == listing.DIR:
                     nxt.append(e.oid)
                 else:
-                    files.add(e.oid)
+                    files[e.oid] = e.size
         level = nxt
     raise InvalidInputError(f"the tree of {root.oid} is nested deeper than {MAX_DEPTH} levels")
 
@@ -399,13 +401,13 @@ class _Tee:
         return self.sink.write(data)
 
 
-def _get_local(store: ObjectStore, remote: LocalRemote, oids: list[Oid], out: Transfer,
-               reporter: Reporter) -> list[Oid]:
+def _get_local(store: ObjectStore, remote: LocalRemote, oids: list[Oid], total_bytes: int,
+               out: Transfer, reporter: Reporter) -> list[Oid]:
     """Many objects from a directory remote, copied and verified by worker processes
     (see :func:`_put_local`) and staged in the cache; returns those that arrived corrupt,
     for one more try."""
     results = parallel.copy_objects([(remote.path_of(o), o.digest) for o in oids],
-                                    store.objects_dir, store.tmp_dir,
+                                    store.objects_dir, store.tmp_dir, total_bytes,
                                     jobs=parallel.default_jobs(), progress=reporter.advance)
     again = []
     for oid, r in zip(oids, results, strict=True):

@@ -19,7 +19,7 @@ from .errors import CheckoutConflictError, from_oserror
 from .hashing import Oid
 from .links import Linker
 from .objects import ObjectStore, StatKey, object_path, stat_key, verify_object
-from .parallel import MIN_FILES_FOR_POOL, run_chunks, split
+from .parallel import processes_or_threads, run_chunks, split
 from .state import StatCache
 from .tree import DirNode, FileNode, Node, walk_dirs, walk_files
 
@@ -152,8 +152,9 @@ class Executor:
                    {rel for rel, _, _ in part if rel in plan.verify})
                   for parent, items in by_dir.items()
                   for part in split(items, self.jobs, most=512)]
-        written = run_chunks(write_group, chunks, jobs=self.jobs,
-                             pool=len(plan.writes) >= MIN_FILES_FOR_POOL,
+        pool, threads = processes_or_threads(len(plan.writes),
+                                             sum(node.size for _, node in plan.writes))
+        written = run_chunks(write_group, chunks, jobs=self.jobs, pool=pool, threads=threads,
                              measure=lambda part: (len(part), sum(w[3] for w in part)),
                              progress=self.progress)
         for rel, key, digest, _ in written:

@@ -105,3 +105,66 @@ def test_forkserver_pool_hashes_in_other_processes(files, pool):
     assert parallel.START_METHOD == "forkserver"
     res = hash_files(files, store=None, jobs=2)
     assert [r.digest for r in res] == _expected(files)
+
+
+# ----------------------------------------------------------- processes or threads
+
+
+@pytest.mark.parametrize(("count", "total", "expected"), [
+    (1, 10 << 30, (False, False)),  # one file: nothing to share
+    (10, 1 << 20, (False, False)),  # few small files: here, no pool, no threads
+    (10, 1 << 30, (False, True)),  # few big ones: threads overlap the copies
+    (100_000, 460 << 20, (True, False)),  # many small files: processes
+    (5_000, 1200 << 20, (False, True)),  # many, big on average: threads
+])
+def test_processes_or_threads(count, total, expected):
+    assert parallel.processes_or_threads(count, total) == expected
+
+
+def test_threads_give_results_in_order_with_progress():
+    import threading
+
+    where = set()
+
+    def work(items):
+        where.add(threading.get_ident())
+        return [i * 2 for i in items]
+
+    seen = []
+    chunks = [([i, i + 1],) for i in range(0, 40, 2)]
+    out = parallel.run_chunks(work, chunks, jobs=4, pool=False, threads=True,
+                              measure=lambda part: (len(part), 0),
+                              progress=lambda n, b: seen.append(n))
+    assert out == [i * 2 for i in range(40)]
+    assert sum(seen) == 40
+    assert threading.get_ident() not in where  # the chunks ran on the pool's threads
+
+
+def test_threads_pass_errors_through():
+    def work(x):
+        raise DatavcError(f"bad {x}")
+
+    with pytest.raises(DatavcError, match="bad"):
+        parallel.run_chunks(work, [(1,), (2,)], jobs=2, pool=False, threads=True,
+                            measure=lambda part: (0, 0))
+
+
+@pytest.mark.parametrize("total_bytes", [0, 1 << 40], ids=["processes", "threads"])
+def test_copy_objects_either_way_verifies_every_copy(files, store, monkeypatch, tmp_path,
+                                                     total_bytes):
+    """Processes (small objects on average) or threads (big ones): the same verified
+    copies, corrupt and missing sources reported the same."""
+    monkeypatch.setattr(parallel, "MIN_FILES_FOR_POOL", 2)
+    items = [(p, hash_bytes(Path(p).read_bytes()).digest) for p in files]
+    items[3] = (items[3][0], hash_bytes(b"something else").digest)  # corrupt
+    items[5] = (str(tmp_path / "absent"), items[5][1])  # missing
+    got = parallel.copy_objects(items, store.objects_dir, store.tmp_dir, total_bytes, jobs=2)
+    assert [c.error for c in got] == [None] * 3 + ["corrupt", None, "missing"] + [None] * 54
+    for (path, digest), c in zip(items, got, strict=True):
+        if c.error is None:
+            assert c.tmp and Path(c.tmp).read_bytes() == Path(path).read_bytes()
+            assert hash_bytes(Path(c.tmp).read_bytes()).digest == digest
+    store.pending = [c.tmp for c in got if c.tmp]
+    publish(store, jobs=2)  # renames on threads
+    assert len(list(store.iter_oids())) == 58
+    assert os.listdir(store.tmp_dir) == []
