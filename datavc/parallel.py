@@ -120,6 +120,23 @@ def processes_or_threads(count: int, total_bytes: int) -> tuple[bool, bool]:
     return True, False
 
 
+_MMAP_THRESHOLD = 128 << 10
+
+
+def return_big_buffers() -> None:
+    """Have glibc map every allocation of 128 KiB or more on its own and unmap it when freed.
+
+    By default glibc raises that threshold each time such a block is freed, after which
+    blocks of a few MiB come from its heaps; with many threads, each has its own heap and
+    keeps what it once held. Sixteen threads streaming an S3 push of 1 GiB of mixed files
+    held 257 MB that way, 104 MB with the threshold fixed. Elsewhere (no glibc), nothing.
+    """
+    import ctypes
+
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None).mallopt(-3, _MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
+
+
 def split(items: Sequence[T], jobs: int, *, most: int = 1024) -> list[Sequence[T]]:
     size = max(16, min(most, len(items) // (jobs * 8) or 1))
     return [items[i:i + size] for i in range(0, len(items), size)]

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 import xxhash
 
-from . import crash
+from . import crash, parallel
 from .errors import (
     ConfigError,
     DatavcError,
@@ -154,6 +154,8 @@ class S3Remote:
     def _make_client(self) -> Any:
         import boto3
         from botocore.config import Config
+
+        parallel.return_big_buffers()  # many threads, each streaming MiB-sized pieces
 
         config = Config(
             connect_timeout=self.timeouts[0], read_timeout=self.timeouts[1],

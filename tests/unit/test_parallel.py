@@ -168,3 +168,41 @@ def test_copy_objects_either_way_verifies_every_copy(files, store, monkeypatch, 
     publish(store, jobs=2)  # renames on threads
     assert len(list(store.iter_oids())) == 58
     assert os.listdir(store.tmp_dir) == []
+
+
+_HEAP_SCRIPT = """
+import sys, threading
+from datavc import parallel
+if sys.argv[1] == "fixed":
+    parallel.return_big_buffers()
+def rss_mb():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS")) // 1024
+base = rss_mb()
+def work():
+    for _ in range(20):
+        pieces = [b"x" * (2 << 20) for _ in range(8)]
+        del pieces
+threads = [threading.Thread(target=work) for _ in range(16)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(rss_mb() - base)
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status")
+                    or __import__("platform").libc_ver()[0] != "glibc",
+                    reason="glibc's heaps on Linux")
+def test_return_big_buffers_keeps_threads_from_holding_freed_pieces():
+    import subprocess
+    import sys
+
+    def held(mode):
+        res = subprocess.run([sys.executable, "-c", _HEAP_SCRIPT, mode], capture_output=True,
+                             text=True, check=True)
+        return int(res.stdout)
+
+    assert held("fixed") < 8  # MB still held once every piece is freed
+    assert held("default") > held("fixed")  # what glibc's own threshold keeps
