@@ -449,10 +449,11 @@ def run_small(bench: Bench, wanted: list[str], src: Path) -> None:
 
 def _cold_and_warm(bench: Bench, live: list[Tool], repos: dict[str, Path], step: str,
                    cmd: list[str]) -> None:
+    """Each tool's cold run, then at once its warm one: the next tool's cold run drops the
+    page cache, so a warm row run after it would be cold again."""
     for tool in live:
         bench.run(step, tool, repos[tool.name], cmd)
-    if not bench.args.no_warm:
-        for tool in live:
+        if not bench.args.no_warm:
             bench.run(f"{step} (warm)", tool, repos[tool.name], cmd, cold=False)
 
 
