@@ -32,7 +32,7 @@ from .parallel import default_jobs, publish
 from .paths import split_relpath
 from .report import Reporter
 from .results import TargetStatus
-from .state import StatCache, now_ns
+from .state import PresenceMemo, StatCache, fanout_stamp, now_ns
 from .treediff import Budget
 
 DATAVC_DIR = ".datavc"
@@ -155,12 +155,18 @@ class RepoCore:
     def _state(self) -> StatCache:
         return StatCache.load(os.path.join(self.dir, "state", "stat"))
 
-    def _save_state_if_free(self, state: StatCache) -> None:
+    def _presence_memo(self, started_ns: int) -> PresenceMemo:
+        return PresenceMemo.load(os.path.join(self.dir, "state", "present"),
+                                 fanout_stamp(self.store.objects_dir, started_ns))
+
+    def _save_state_if_free(self, state: StatCache, memo: PresenceMemo | None = None) -> None:
         try:
             with self._locked("status"):
                 state.save()
+                if memo is not None:
+                    memo.save()
         except DatavcError:
-            pass  # another writer is busy: the stat cache is only a cache
+            pass  # another writer is busy: these are only caches
 
     def target(self, arg: str | os.PathLike[str], *, cwd: str | None = None) -> str:
         """A user-given path as a validated repo-relative target (``x.datavc`` → ``x``)."""

@@ -14,6 +14,7 @@ import sys
 import time
 
 import msgpack
+import xxhash
 
 from . import fsutil
 from .objects import StatKey
@@ -122,3 +123,75 @@ def _key(path: str) -> str | bytes:
 
 def now_ns() -> int:
     return time.time_ns()
+
+
+PRESENCE_VERSION = 1
+_MEMO_ROOTS = 64
+
+
+def fanout_stamp(objects_dir: str, started_ns: int) -> bytes | None:
+    """A digest of the (inode, mtime) of every fan-out directory of a store: putting an
+    object in or taking one out changes it. None when one of them changed too recently to
+    be trusted (a later change in the same timestamp tick could leave it unchanged; the same
+    rule as the stat cache's) or cannot be read."""
+    parts = []
+    for i in range(256):
+        try:
+            st = os.stat(os.path.join(objects_dir, f"{i:02x}"))
+        except FileNotFoundError:
+            parts.append((0, 0))
+            continue
+        except OSError:
+            return None
+        if st.st_mtime_ns >= started_ns - racy_window(st.st_mtime_ns):
+            return None
+        parts.append((st.st_ino, st.st_mtime_ns))
+    return xxhash.xxh3_128_digest(repr(parts).encode())
+
+
+class PresenceMemo:
+    """``.datavc/state/present``: how many objects of a tree (by root id) the cache lacked,
+    as long as no object has come or gone since (the store's :func:`fanout_stamp` is the
+    same). It spares a no-op ``status`` the listing of the whole cache. Only a cache: an
+    unreadable or outdated file is ignored."""
+
+    def __init__(self, path: str, stamp: bytes | None) -> None:
+        self.path, self.stamp = path, stamp
+        self._roots: dict[bytes, int] = {}
+        self._dirty = False
+
+    @classmethod
+    def load(cls, path: str, stamp: bytes | None) -> PresenceMemo:
+        memo = cls(path, stamp)
+        if stamp is None:
+            return memo
+        try:
+            with open(path, "rb") as f:
+                doc = msgpack.unpackb(fsutil.read_limited(f, 1 << 20), raw=False,
+                                      strict_map_key=False)
+            if doc.get("v") == PRESENCE_VERSION and doc.get("stamp") == stamp:
+                roots = doc.get("roots")
+                if isinstance(roots, dict):
+                    memo._roots = {k: v for k, v in roots.items()
+                                   if type(k) is bytes and type(v) is int and v >= 0}
+        except Exception:  # absent, unreadable or foreign: start afresh
+            pass
+        return memo
+
+    def get(self, root: bytes) -> int | None:
+        return self._roots.get(root) if self.stamp is not None else None
+
+    def put(self, root: bytes, missing: int) -> None:
+        if self.stamp is not None and self._roots.get(root) != missing:
+            self._roots[root] = missing
+            while len(self._roots) > _MEMO_ROOTS:
+                del self._roots[next(iter(self._roots))]
+            self._dirty = True
+
+    def save(self) -> None:
+        if not self._dirty:
+            return
+        doc = {"v": PRESENCE_VERSION, "stamp": self.stamp, "roots": self._roots}
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        fsutil.atomic_write(self.path, msgpack.packb(doc, use_bin_type=True))
+        self._dirty = False

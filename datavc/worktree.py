@@ -13,7 +13,7 @@ from .objects import Stored
 from .parallel import publish
 from .repo_core import RepoCore
 from .results import AddResult, CheckoutResult, CommitResult, TargetStatus
-from .state import StatCache, now_ns
+from .state import PresenceMemo, StatCache, now_ns
 from .treediff import Budget, Ref, diff, lookup
 from .workspace import Executor, Plan, make_plan, refuse_conflicts
 
@@ -261,14 +261,15 @@ class Worktree(RepoCore):
         ``remote`` (a name, or "" for the default remote), also how many objects the
         manifests name that the remote lacks, as the remote answers now."""
         rels = self._targets(targets)
+        memo = self._presence_memo(now_ns())  # stamped before anything is looked at
         state = self._state()
-        out = [self._status_one(rel, state) for rel in rels]
-        self._save_state_if_free(state)
+        out = [self._status_one(rel, state, memo) for rel in rels]
+        self._save_state_if_free(state, memo)
         if remote is not None:
             out = self._remote_status(out, remote or None)
         return out
 
-    def _status_one(self, rel: str, state: StatCache) -> TargetStatus:
+    def _status_one(self, rel: str, state: StatCache, memo: PresenceMemo) -> TargetStatus:
         pointer = self.read_pointer(rel)
         pointer_rel = manifest.pointer_path(rel)
         scan = self._scan_hashed(rel, state, locked=False)
@@ -276,10 +277,14 @@ class Worktree(RepoCore):
             return TargetStatus(rel, pointer_rel, "deleted")
         tree.finish(scan.root, store=None, where=rel)
         if scan.root.digest == pointer.oid.digest and tree.root_kind(scan.root) == pointer.kind:
-            files = tree.file_digests(scan.root)
-            listings = [n.digest for _, n in tree.walk_dirs(scan.root, rel)]
-            present = self.store.present_digests(set(files) | set(listings))
-            missing = sum(1 for d in files + listings if d not in present)
+            key = scan.root.digest + pointer.kind.encode()
+            missing = memo.get(key)
+            if missing is None:
+                files = tree.file_digests(scan.root)
+                listings = [n.digest for _, n in tree.walk_dirs(scan.root, rel)]
+                present = self.store.present_digests(set(files) | set(listings))
+                missing = sum(1 for d in files + listings if d not in present)
+                memo.put(key, missing)
             return TargetStatus(rel, pointer_rel, "clean", not_in_cache=missing)
         old = Ref(pointer.kind, pointer.oid.digest, pointer.size)
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 
 import pytest
 
@@ -179,3 +180,34 @@ def test_status_of_corrupt_state_file_is_a_warning(tracked, run):
     r = ok(run("status"))
     assert "up to date" in r.out
     assert "ignoring unreadable stat cache" in r.err
+
+
+def _age_cache(root):
+    objs = root / ".datavc/cache/objects"
+    old = time.time_ns() - 3600 * 10**9  # each call another past moment, as real changes
+    for d in objs.iterdir():
+        os.utime(d, ns=(old, old))
+
+
+def test_a_clean_status_remembers_the_cache_holds_everything_until_objects_come_or_go(
+        tracked, run):
+    """The second no-op status trusts .datavc/state/present instead of listing the cache,
+    and only while no object has come or gone since (the fan-out directories' stamp)."""
+    _age_cache(tracked)
+    assert status_json(run)["data"]["not_in_cache"] == 0
+    memo = tracked / ".datavc/state/present"
+    assert memo.exists()
+    # the memo is what the next status reads: a doctored count (same stamp) shows through
+    import msgpack
+
+    doc = msgpack.unpackb(memo.read_bytes(), strict_map_key=False)
+    doc["roots"] = {k: 7 for k in doc["roots"]}
+    memo.write_bytes(msgpack.packb(doc, use_bin_type=True))
+    assert status_json(run)["data"]["not_in_cache"] == 7
+    # an object going away changes the stamp: the cache is listed again, truthfully
+    pointer = json.loads((tracked / "data.datavc").read_text())
+    object_path(tracked, pointer["oid"].split(":")[1]).unlink()
+    _age_cache(tracked)
+    assert status_json(run)["data"]["not_in_cache"] == 1
+    wipe_cache(tracked)  # and right after a change (a racy stamp), nothing is trusted
+    assert status_json(run)["data"]["not_in_cache"] == 4

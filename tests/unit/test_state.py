@@ -188,3 +188,78 @@ def test_entries_with_bad_digests_are_dropped(cache, digest):
 
 def test_now_ns_is_wall_clock():
     assert abs(state.now_ns() - time.time_ns()) < 10**9
+
+
+# ------------------------------------------------------------ presence memo
+
+
+def _objects(tmp_path: Path, age_s: int = 3600) -> Path:
+    objs = tmp_path / "objects"
+    for i in range(256):
+        (objs / f"{i:02x}").mkdir(parents=True, exist_ok=True)
+    _age_dirs(objs, age_s)
+    return objs
+
+
+def _age_dirs(objs: Path, age_s: int = 3600) -> None:
+    old = time.time_ns() - age_s * 10**9
+    for d in objs.iterdir():
+        os.utime(d, ns=(old, old))
+
+
+def test_fanout_stamp_changes_when_an_object_comes_or_goes(tmp_path):
+    objs = _objects(tmp_path)
+    now = time.time_ns()
+    first = state.fanout_stamp(str(objs), now)
+    assert first is not None and state.fanout_stamp(str(objs), now) == first
+    obj = objs / "ab" / ("c" * 30)
+    obj.write_bytes(b"x")
+    _age_dirs(objs, 1800)
+    added = state.fanout_stamp(str(objs), now)
+    assert added not in (None, first)
+    obj.unlink()
+    _age_dirs(objs, 1200)
+    assert state.fanout_stamp(str(objs), now) not in (None, first, added)
+
+
+def test_fanout_stamp_is_none_while_a_directory_changed_too_recently(tmp_path):
+    objs = _objects(tmp_path)
+    (objs / "07" / ("d" * 30)).write_bytes(b"new")  # its directory's mtime is now
+    assert state.fanout_stamp(str(objs), time.time_ns()) is None
+
+
+def test_presence_memo_round_trip_and_stamp_check(tmp_path):
+    path = str(tmp_path / "present")
+    memo = state.PresenceMemo.load(path, b"S" * 16)
+    assert memo.get(D + b"d") is None
+    memo.put(D + b"d", 3)
+    memo.save()
+    assert state.PresenceMemo.load(path, b"S" * 16).get(D + b"d") == 3
+    assert state.PresenceMemo.load(path, b"T" * 16).get(D + b"d") is None  # cache changed
+    racy = state.PresenceMemo.load(path, None)
+    racy.put(D + b"d", 5)  # nothing is remembered without a trusted stamp
+    assert racy.get(D + b"d") is None
+    racy.save()
+    assert state.PresenceMemo.load(path, b"S" * 16).get(D + b"d") == 3
+
+
+@pytest.mark.parametrize("content", [
+    b"", b"\xc1garbage", msgpack.packb([1, 2]),
+    msgpack.packb({"v": 99, "stamp": b"S" * 16, "roots": {D: 0}}),
+    msgpack.packb({"v": 1, "stamp": b"S" * 16, "roots": [D]}),
+    msgpack.packb({"v": 1, "stamp": b"S" * 16, "roots": {D: -1, "x": 0, D * 2: "0"}}),
+])
+def test_presence_memo_ignores_hostile_files(tmp_path, content):
+    path = tmp_path / "present"
+    path.write_bytes(content)
+    memo = state.PresenceMemo.load(str(path), b"S" * 16)
+    assert memo.get(D) is None and memo.get(D * 2) is None and memo.get("x") is None  # type: ignore[arg-type]
+
+
+def test_presence_memo_keeps_a_bounded_number_of_roots(tmp_path):
+    memo = state.PresenceMemo.load(str(tmp_path / "present"), b"S" * 16)
+    for i in range(200):
+        memo.put(i.to_bytes(16, "big"), i)
+    memo.save()
+    again = state.PresenceMemo.load(str(tmp_path / "present"), b"S" * 16)
+    assert again.get((199).to_bytes(16, "big")) == 199 and again.get(bytes(16)) is None
