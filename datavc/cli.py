@@ -856,7 +856,8 @@ def _duration(text: str) -> float:
               default=None, help="Also collect on this remote (default: the default remote).")
 @click.option("--dry-run", is_flag=True, help="Only say what would be deleted.")
 @click.option("--grace", default="1h", show_default=True, metavar="DURATION",
-              help="Keep unreferenced cache objects younger than this.")
+              help="Keep unreferenced objects stored more recently than this (in the cache "
+                   "and on the remote).")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask before deleting on a remote.")
 @json_option
 def gc_cmd(workspace: bool, revs: tuple[str, ...], all_branches: bool, all_tags: bool,

@@ -7,6 +7,7 @@ tree, history and remote parts; the cores are :mod:`datavc.gc`, :mod:`datavc.fsc
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -79,7 +80,7 @@ class GcResult:
     where: str  # "cache" or "remote NAME"
     dry_run: bool
     deleted: int
-    nbytes: int | None  # unknown for a remote
+    nbytes: int | None
     kept: int
     recent: int
     runs: int = 0  # run-cache entries dropped: their outputs are not kept
@@ -257,7 +258,7 @@ class Maintenance(Sync):
             results.append(GcResult("cache", dry_run, deleted, plan.nbytes, plan.kept,
                                     plan.recent, dropped))
             if remote is not None:
-                results.append(self._gc_remote(remote or None, kept, dry_run))
+                results.append(self._gc_remote(remote or None, kept, dry_run, grace))
         return results
 
     def _kept(self, revs: list[str] | None, all_branches: bool, all_tags: bool,
@@ -291,17 +292,30 @@ class Maintenance(Sync):
         not all ``live``; the pipeline part has the run-cache."""
         return 0
 
-    def _gc_remote(self, remote: str | None, kept: list[gc_mod.Kept], dry_run: bool) -> GcResult:
+    def _gc_remote(self, remote: str | None, kept: list[gc_mod.Kept], dry_run: bool,
+                   grace: float) -> GcResult:
+        """As in the cache: what no kept tree names goes, unless it was stored within
+        ``grace`` seconds (a teammate's push whose commit has not reached us yet)."""
         name, rem = self._open_remote(remote, None)
         try:
             live = gc_mod.mark(self.store, kept,
                            read=lambda oid: self._listing_anywhere(rem, oid))
             runs = self._gc_remote_runs(rem, live, dry_run)  # before their outputs go
-            doomed = [oid for oid in rem.iter_oids() if oid.digest not in live]
+            now = time.time()
+            doomed, nbytes, recent = [], 0, 0
+            for listed in rem.iter_listed():
+                if listed.oid.digest in live:
+                    continue
+                if now - listed.stored < grace:
+                    recent += 1
+                    continue
+                doomed.append(listed.oid)
+                nbytes += listed.size
             if not dry_run:
                 for oid in doomed:
                     rem.delete(oid)
-            return GcResult(f"remote {name}", dry_run, len(doomed), None, len(live), 0, runs)
+            return GcResult(f"remote {name}", dry_run, len(doomed), nbytes, len(live), recent,
+                            runs)
         finally:
             rem.close()
 

@@ -20,7 +20,7 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from .config import redact  # noqa: F401  (re-exported: remotes name themselves with it)
 from .errors import DatavcError, RemoteError, from_oserror
@@ -34,6 +34,14 @@ PACKS = "packs"  # reserved: a future format may store packs of small objects he
 FANOUT = 2
 
 _HEX = frozenset("0123456789abcdef")
+
+
+class Listed(NamedTuple):
+    """One object as a listing of the remote shows it."""
+
+    oid: Oid
+    size: int
+    stored: float  # when it was stored there (seconds since the epoch), for gc's grace
 
 
 class Sink(Protocol):
@@ -79,6 +87,13 @@ class Remote(Protocol):
     def iter_oids(self, *, on_junk: Callable[[str], object] | None = None) -> Iterator[Oid]:
         """Every object id on the remote, lazily. Keys under ``objects/`` that are not
         ``ab/<30 hex>`` are skipped and passed to ``on_junk`` (relative to the root)."""
+        ...
+
+    def iter_listed(self, *, on_junk: Callable[[str], object] | None = None
+                    ) -> Iterator[Listed]:
+        """:meth:`iter_oids` with each object's size and the time it was stored (a
+        directory: the later of mtime and ctime, so a copy that kept old mtimes is new
+        here; S3: LastModified)."""
         ...
 
     def delete(self, oid: Oid) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -24,6 +25,7 @@ from .remote_base import (
     MAX_RUN,
     OBJECTS,
     RUNS,
+    Listed,
     Sink,
     missing,
     object_key,
@@ -95,6 +97,10 @@ class LocalRemote:
             raise remote_oserror(exc, directory, "list") from None
 
     def iter_oids(self, *, on_junk: Callable[[str], object] | None = None) -> Iterator[Oid]:
+        return (listed.oid for listed in self.iter_listed(on_junk=on_junk))
+
+    def iter_listed(self, *, on_junk: Callable[[str], object] | None = None
+                    ) -> Iterator[Listed]:
         for sub in sorted(self._names(self.objects_dir)):
             path = os.path.join(self.objects_dir, sub)
             if len(sub) != FANOUT or not os.path.isdir(path) or os.path.islink(path):
@@ -102,10 +108,11 @@ class LocalRemote:
                 continue
             for name in sorted(self._names(path)):
                 digest = parse_name(sub, name)
-                if digest is None or not _is_file(os.path.join(path, name)):
+                st = _file_stat(os.path.join(path, name)) if digest is not None else None
+                if digest is None or st is None:
                     _junk(on_junk, f"{OBJECTS}/{sub}/{name}")
                     continue
-                yield Oid(digest)
+                yield Listed(Oid(digest), st.st_size, max(st.st_mtime, st.st_ctime))
 
     def get(self, oid: Oid, sink: Sink) -> None:
         path = self.path_of(oid)
@@ -302,7 +309,16 @@ def _junk(on_junk: Callable[[str], object] | None, key: str) -> None:
 
 
 def _is_file(path: str) -> bool:
-    return os.path.isfile(path) and not os.path.islink(path)
+    return _file_stat(path) is not None
+
+
+def _file_stat(path: str) -> os.stat_result | None:
+    """The stat of ``path`` when it is a regular file (not a symlink to one), else None."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None
 
 
 def _remove_stale(tmp_dir: str, before: float) -> None:

@@ -21,6 +21,7 @@ import itertools
 import math
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
@@ -38,7 +39,17 @@ from .errors import (
     from_oserror,
 )
 from .hashing import Oid
-from .remote_base import MAX_RUN, OBJECTS, RUNS, Sink, missing, object_key, parse_key, redact
+from .remote_base import (
+    MAX_RUN,
+    OBJECTS,
+    RUNS,
+    Listed,
+    Sink,
+    missing,
+    object_key,
+    parse_key,
+    redact,
+)
 
 MIB = 1 << 20
 MULTIPART_THRESHOLD = 16 * MIB
@@ -263,11 +274,15 @@ class S3Remote:
 
     def _list(self, prefix: str) -> Iterator[str]:
         """Every key under ``prefix`` (relative to the root), page by page, lazily."""
+        return (key for key, _ in self._list_items(prefix))
+
+    def _list_items(self, prefix: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every (key relative to the root, listing item) under ``prefix``, lazily."""
         kwargs: dict[str, Any] = {"Prefix": self._base + prefix}
         while True:
             page = self._call("list_objects_v2", "list objects", None, **kwargs)
             for item in page.get("Contents", ()):
-                yield item["Key"][len(self._base):]
+                yield item["Key"][len(self._base):], item
             if not page.get("IsTruncated"):
                 return
             kwargs["ContinuationToken"] = page["NextContinuationToken"]
@@ -279,10 +294,14 @@ class S3Remote:
                 yield digest
 
     def iter_oids(self, *, on_junk: Callable[[str], object] | None = None) -> Iterator[Oid]:
-        for key in self._list(f"{OBJECTS}/"):
+        return (listed.oid for listed in self.iter_listed(on_junk=on_junk))
+
+    def iter_listed(self, *, on_junk: Callable[[str], object] | None = None
+                    ) -> Iterator[Listed]:
+        for key, item in self._list_items(f"{OBJECTS}/"):
             digest = parse_key(key)
             if digest is not None:
-                yield Oid(digest)
+                yield Listed(Oid(digest), _int(item.get("Size")), _stored(item))
             elif on_junk is not None:
                 on_junk(key)
 
@@ -519,6 +538,20 @@ def _drain(body: Any, sink: Sink, done: int) -> tuple[int, BaseException | None]
             return done, None
         sink.write(chunk)
         done += len(chunk)
+
+
+def _int(value: object) -> int:
+    return value if type(value) is int and value >= 0 else 0
+
+
+def _stored(item: dict[str, Any]) -> float:
+    """When a listed object was stored; a store that does not say makes it brand new (gc's
+    grace then keeps it: never delete on a guess)."""
+    when = item.get("LastModified")
+    try:
+        return float(when.timestamp())  # type: ignore[union-attr]
+    except (AttributeError, TypeError, ValueError, OverflowError, OSError):
+        return time.time()
 
 
 def _client_hint(code: str, status: object) -> str:

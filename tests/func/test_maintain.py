@@ -227,6 +227,23 @@ def test_gc_on_a_remote_needs_confirmation_and_keeps_what_is_named(root, run, tm
     assert remote_obj.exists()
 
 
+def test_gc_on_a_remote_keeps_what_was_pushed_within_the_grace_period(root, run, tmp_path):
+    """A teammate's fresh push whose commit this clone has not seen yet must survive."""
+    committed(root, run, message="v1")
+    with_remote(root, run, tmp_path)
+    ok(run("push"))
+    edit(root, "data/a", "two\n")
+    ok(run("commit", "-m", "v2"))
+    ok(run("push"))
+    doc = gc(run, "--workspace", "--remote", "storage", "--yes")  # grace: 1 hour
+    assert doc["remote storage"]["deleted"] == 0 and doc["remote storage"]["recent"] >= 2
+    old_a = tmp_path / "remote/objects" / oid_of(b"alpha\n")[7:9] / oid_of(b"alpha\n")[9:]
+    assert old_a.exists()
+    doc = gc(run, "--workspace", "--remote", "storage", "--dry-run", "--grace", "0")
+    assert doc["remote storage"]["deleted"] >= 2 and doc["remote storage"]["bytes"] > 0
+    assert doc["remote storage"]["recent"] == 0 and old_a.exists()
+
+
 # ------------------------------------------------------------------- fsck
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "empty", "misname", "missing"])

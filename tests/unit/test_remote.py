@@ -227,6 +227,20 @@ def test_iter_oids_skips_and_reports_junk(remote, files):
     assert len(list(remote.iter_oids())) == 5
 
 
+def test_iter_listed_gives_each_object_its_size_and_when_it_was_stored(remote, files):
+    before = time.time()
+    stored = {files.add(b"y" * i) for i in (0, 1, 5000)}
+    for oid, path, n in stored:
+        remote.put(oid, path, n)
+    plant(remote, "objects/README")
+    seen: list[str] = []
+    listed = {x.oid: x for x in remote.iter_listed(on_junk=seen.append)}
+    assert seen == ["objects/README"]
+    assert {oid: n for oid, _, n in stored} == {oid: x.size for oid, x in listed.items()}
+    for x in listed.values():  # S3's LastModified has whole seconds
+        assert before - 2 <= x.stored <= time.time() + 2
+
+
 def test_delete(remote, files):
     oid, path, n = files.add(b"doomed")
     remote.put(oid, path, n)
