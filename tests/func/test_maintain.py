@@ -213,31 +213,35 @@ def test_gc_fails_closed_when_a_kept_revision_cannot_be_read(root, run):
     assert len(cache_objects(root)) == before
 
 
-def test_gc_on_a_remote_needs_confirmation_and_keeps_what_is_named(root, run, tmp_path):
+def two_versions_pushed(root, run, tmp_path):
+    """v1 and v2 (data/a rewritten) committed and both pushed to the remote 'storage'."""
     committed(root, run, message="v1")
     with_remote(root, run, tmp_path)
     ok(run("push"))
     edit(root, "data/a", "two\n")
     ok(run("commit", "-m", "v2"))
     ok(run("push"))
+
+
+def remote_object(tmp_path, content):
+    oid = oid_of(content)
+    return tmp_path / "remote/objects" / oid[7:9] / oid[9:]
+
+
+def test_gc_on_a_remote_needs_confirmation_and_keeps_what_is_named(root, run, tmp_path):
+    two_versions_pushed(root, run, tmp_path)
     fails(run("gc", "--workspace", "--remote", "storage"), 2)  # no tty, no --yes
     doc = gc(run, "--workspace", "--remote", "storage", "--yes", "--grace", "0")
     assert doc["remote storage"]["deleted"] >= 2  # v1's copy of a and its listing
-    remote_obj = tmp_path / "remote/objects" / oid_of(b"two\n")[7:9] / oid_of(b"two\n")[9:]
-    assert remote_obj.exists()
+    assert remote_object(tmp_path, b"two\n").exists()
 
 
 def test_gc_on_a_remote_keeps_what_was_pushed_within_the_grace_period(root, run, tmp_path):
     """A teammate's fresh push whose commit this clone has not seen yet must survive."""
-    committed(root, run, message="v1")
-    with_remote(root, run, tmp_path)
-    ok(run("push"))
-    edit(root, "data/a", "two\n")
-    ok(run("commit", "-m", "v2"))
-    ok(run("push"))
+    two_versions_pushed(root, run, tmp_path)
     doc = gc(run, "--workspace", "--remote", "storage", "--yes")  # grace: 1 hour
     assert doc["remote storage"]["deleted"] == 0 and doc["remote storage"]["recent"] >= 2
-    old_a = tmp_path / "remote/objects" / oid_of(b"alpha\n")[7:9] / oid_of(b"alpha\n")[9:]
+    old_a = remote_object(tmp_path, b"alpha\n")
     assert old_a.exists()
     doc = gc(run, "--workspace", "--remote", "storage", "--dry-run", "--grace", "0")
     assert doc["remote storage"]["deleted"] >= 2 and doc["remote storage"]["bytes"] > 0
