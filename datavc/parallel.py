@@ -62,8 +62,8 @@ def run_chunks(fn: Callable[..., list[T]], chunks: Sequence[tuple[Any, ...]], *,
     ctx = multiprocessing.get_context(START_METHOD)
     if START_METHOD == "forkserver":
         ctx.set_forkserver_preload(["datavc.parallel", "datavc.workspace"])
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx,
-                             initializer=_worker_signals) as executor:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_signals,
+                             initargs=(os.getpid(),)) as executor:
         futures = [executor.submit(fn, *chunk) for chunk in chunks]
         try:
             for fut in futures:
@@ -81,9 +81,14 @@ def run_chunks(fn: Callable[..., list[T]], chunks: Sequence[tuple[Any, ...]], *,
     return results
 
 
-def _worker_signals() -> None:
+def _worker_signals(owner: int) -> None:
     """Set up a worker: no inherited lock, Ctrl-C left to the parent (which cancels the rest
-    and exits 130), and death with the parent, so a kill -9 leaves no orphan behind."""
+    and exits 130), and death with the datavc process that started the pool (``owner``),
+    so a kill -9 leaves no orphan behind.
+
+    A worker's parent is the fork server, not ``owner``; and the fork server lives on while
+    any worker holds its pipe. So each worker watches ``owner`` itself (a pidfd, readable
+    once the process has ended) and exits when it does; the fork server then follows."""
     parent = os.getppid()
     lock.close_inherited()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -91,6 +96,31 @@ def _worker_signals() -> None:
     _die_with_parent()
     if os.getppid() != parent:  # the parent died before the line above took effect
         os._exit(1)
+    import threading
+
+    threading.Thread(target=_exit_with, args=(owner,), daemon=True,
+                     name="datavc-owner-watch").start()
+
+
+def _exit_with(owner: int) -> None:
+    """Block until process ``owner`` has ended, then end this one."""
+    try:
+        import select
+
+        fd = os.pidfd_open(owner)
+        select.select([fd], [], [])
+    except (AttributeError, OSError):  # no pidfd here: look once a second
+        import time
+
+        while True:
+            try:
+                os.kill(owner, 0)
+            except ProcessLookupError:
+                break
+            except OSError:
+                pass
+            time.sleep(1)
+    os._exit(1)
 
 
 def _die_with_parent() -> None:

@@ -46,6 +46,7 @@ from tests.faults.oracle import (
     litter,
     scratch,
 )
+from tests.func.helpers import no_processes_left_in
 
 HARDLINK = '\n[cache]\ntype = ["hardlink", "copy"]\n'
 
@@ -365,7 +366,7 @@ def test_kill_during_parallel_hashing_leaves_no_lock_behind(work: Path) -> None:
             time.sleep(0.005)
         os.kill(proc.pid, signal.SIGKILL)  # what a user's `kill -9 <pid>` does
         proc.wait()
-        time.sleep(0.2)
+        assert no_processes_left_in(root) == []  # the workers and the fork server follow
         r = cli(root, "add", "data", timeout=60)
         assert r.returncode == 0, r
     finally:

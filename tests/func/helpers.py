@@ -4,9 +4,11 @@ hostile objects. Nothing here imports datavc: the tests look at the product from
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
+import time
 from pathlib import Path
 
 import msgpack
@@ -126,3 +128,29 @@ def snapshot(path: Path) -> dict[str, tuple[str, bytes | str]]:
         else:
             out[rel] = ("file", p.read_bytes())
     return out
+
+
+def processes_in(path: Path) -> list[int]:
+    """Pids of the processes (other than this one) working in ``path`` or below it; empty
+    where /proc does not exist."""
+    target = str(path.resolve())
+    found = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                cwd = os.readlink(f"/proc/{entry}/cwd")
+            except OSError:
+                continue
+            if cwd == target or cwd.startswith(target + "/"):
+                found.append(int(entry))
+    return found
+
+
+def no_processes_left_in(path: Path, timeout: float = 20.0) -> list[int]:
+    """Wait until no process works in ``path`` (workers, a fork server); what is left."""
+    deadline = time.monotonic() + timeout
+    while (left := processes_in(path)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left

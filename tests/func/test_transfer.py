@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import gen, git, read_tree
-from tests.func.helpers import cache_objects, fails, object_path, ok, wipe_cache
+from tests.func.helpers import (
+    cache_objects,
+    fails,
+    no_processes_left_in,
+    object_path,
+    ok,
+    wipe_cache,
+)
 from tests.s3server import aws_env, s3_bucket, s3_client, s3_server  # noqa: F401
 
 DATA = {"a": "alpha\n", "sub": {"b": "beta\n", "deep": {"c": "gamma\n"}}, "empty": {},
@@ -336,6 +343,7 @@ def test_kill_9_during_a_many_object_push_leaves_no_wrong_object(root, run, tmp_
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+    assert no_processes_left_in(root) == []  # workers and their fork server died with it
     for path in (where / "objects").glob("*/*"):  # whatever is there is exactly right
         assert xxhash.xxh3_128_hexdigest(path.read_bytes()) == path.parent.name + path.name
     ok(run("push"))
