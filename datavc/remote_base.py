@@ -172,8 +172,12 @@ Runner = Callable[[Callable[..., object], list], Iterable]
 """Maps a function over items, maybe in parallel (``map`` or a thread pool's map)."""
 
 
+SMALL_REMOTE_PAGES = 4
+
+
 def missing(oids: Iterable[Oid], *, probe: Prober, list_prefix: Lister, page: int,
-            run: Runner = map) -> set[Oid]:
+            run: Runner = map, list_all: Callable[[], Iterator[bytes]] | None = None
+            ) -> set[Oid]:
     """The ids of ``oids`` not stored, by probing each or listing whole fan-out prefixes.
 
     The heuristic, in round trips: probing costs one per id; listing a prefix costs one per
@@ -183,6 +187,11 @@ def missing(oids: Iterable[Oid], *, probe: Prober, list_prefix: Lister, page: in
     as much as probing its ids (so a huge remote costs no more than probing); its size is
     the estimate for every prefix. Then list each prefix whose ids outnumber the estimated
     pages, and probe the ids of the others.
+
+    With ``list_all`` (every stored digest, in pages of ``page``), a busiest prefix that
+    holds nothing suggests a small remote (a first push): then one listing of all objects,
+    if it ends within SMALL_REMOTE_PAGES pages, answers for every prefix at once (instead
+    of one request per prefix: 255 for an empty S3 remote).
     """
     groups: dict[int, dict[bytes, Oid]] = defaultdict(dict)
     for oid in oids:
@@ -199,6 +208,12 @@ def missing(oids: Iterable[Oid], *, probe: Prober, list_prefix: Lister, page: in
     if len(sample) > budget:  # sample cut short: the remote is large next to the request
         return _probe_all([*absent, *(o for g in groups.values() for o in g.values())],
                           probe, run)
+    if not sample and list_all is not None and groups:
+        bound = SMALL_REMOTE_PAGES * page
+        stored = set(islice(list_all(), bound + 1))
+        if len(stored) <= bound:
+            return absent | {oid for g in groups.values() for d, oid in g.items()
+                             if d not in stored}
     pages = max(1, math.ceil(len(sample) / page))
     listed = [p for p, g in groups.items() if len(g) > pages]
     probed = [o for p, g in groups.items() if len(g) <= pages for o in g.values()]

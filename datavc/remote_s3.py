@@ -263,7 +263,7 @@ class S3Remote:
         the thread pool. A bucket that does not exist answers HEAD with 404 like a missing
         key, so its objects look missing here; put and listing then raise RemoteError."""
         return missing(oids, probe=self._exists, list_prefix=self._list_prefix,
-                       page=LIST_PAGE, run=self._run)
+                       page=LIST_PAGE, run=self._run, list_all=self._list_all)
 
     def _exists(self, oid: Oid) -> bool:
         try:
@@ -287,8 +287,15 @@ class S3Remote:
                 return
             kwargs["ContinuationToken"] = page["NextContinuationToken"]
 
+    def _list_all(self) -> Iterator[bytes]:
+        return self._digests(f"{OBJECTS}/")
+
     def _list_prefix(self, prefix: int) -> Iterator[bytes]:
-        for key in self._list(f"{OBJECTS}/{prefix:02x}/"):
+        return self._digests(f"{OBJECTS}/{prefix:02x}/")
+
+    def _digests(self, prefix: str) -> Iterator[bytes]:
+        """The digest of every well-formed object key under ``prefix``, lazily."""
+        for key in self._list(prefix):
             digest = parse_key(key)
             if digest is not None:
                 yield digest

@@ -198,8 +198,12 @@ def test_missing_lists_prefixes_when_many(remote, files, monkeypatch):
     absent = random_oids(2000, seed=1)
     probes = spy(monkeypatch, remote, "_exists")
     lists = spy(monkeypatch, remote, "_list_prefix")
+    whole = spy(monkeypatch, remote, "_list_all") if hasattr(remote, "_list_all") else None
     assert remote.missing([oid for oid, _, _ in stored] + absent) == set(absent)
-    assert len(lists) > 200, "most prefixes listed"
+    if whole is not None and not any(o.digest[0] == lists[0][0] for o, _, _ in stored):
+        assert len(whole) == 1 and len(lists) == 1, "S3: a small remote listed whole, once"
+    else:
+        assert len(lists) > 200, "most prefixes listed"
     assert len(probes) < 100, "few ids probed one by one"
 
 
@@ -687,3 +691,52 @@ def test_a_connection_broken_below_botocore_is_a_remote_error():
     assert isinstance(err, RemoteError) and err.exit_code == 5
     assert "connection to s3://bucket/p" in err.message and "ProtocolError" in err.message
     assert rem._translate(ValueError("a bug"), "download", None) is None  # bugs stay bugs
+
+
+def _lister_of_all(present: set[bytes], calls: list) -> Any:
+    def list_all() -> Any:
+        calls.append(1)
+        yield from sorted(present)
+
+    return list_all
+
+
+def test_missing_lists_an_empty_or_small_remote_in_one_listing():
+    """A first push: the busiest prefix is empty, so one listing of everything answers."""
+    wanted = random_oids(5000, seed=7)
+    for present in (set(), {o.digest for o in random_oids(50, seed=8)} | {wanted[9].digest}):
+        probe, list_prefix, probes, listed = fake_store(present)
+        calls: list = []
+        got = remote_base.missing(wanted, probe=probe, list_prefix=list_prefix, page=1000,
+                                  list_all=_lister_of_all(present, calls))
+        assert got == {o for o in wanted if o.digest not in present}
+        assert calls == [1] and probes == []
+        busiest = max(range(256), key=lambda p: sum(o.digest[0] == p for o in wanted))
+        assert all(d[0] == busiest for d in listed)  # no other prefix was listed on its own
+
+
+def test_missing_lists_prefixes_when_the_whole_listing_runs_long():
+    wanted = random_oids(3000, seed=9)
+    busiest = max(range(256), key=lambda p: sum(o.digest[0] == p for o in wanted))
+    present = {d for d in (o.digest for o in random_oids(9000, seed=10)) if d[0] != busiest}
+    probe, list_prefix, probes, _ = fake_store(present)
+    calls: list = []
+    got = remote_base.missing(wanted, probe=probe, list_prefix=list_prefix, page=1000,
+                              list_all=_lister_of_all(present, calls))
+    assert got == {o for o in wanted if o.digest not in present}
+    assert calls == [1]  # tried, cut short after 4 pages, then prefix by prefix
+
+
+def test_s3_first_push_check_costs_two_listings(s3, s3_server):
+    """The request count: an empty S3 remote answers 5,000 ids with two ListObjectsV2."""
+    calls = []
+    real = s3._call
+
+    def counting(method, *args, **kwargs):
+        calls.append(method)
+        return real(method, *args, **kwargs)
+
+    s3._call = counting
+    wanted = random_oids(5000, seed=11)
+    assert s3.missing(wanted) == set(wanted)
+    assert calls == ["list_objects_v2", "list_objects_v2"]
