@@ -32,9 +32,16 @@ class Worktree(RepoCore):
         for rel in rels:
             self._check_addable(rel, others)
         with self._locked("add"):
-            state = self._state()
-            results = self._record(rels, state)
-            state.save()
+            results = self._record_and_save(rels)
+        return results
+
+    def _record_and_save(self, rels: list[str]) -> list[AddResult]:
+        """:meth:`_record` with the stat cache and the presence memo loaded and saved."""
+        memo = self._presence_memo(now_ns())  # stamped before anything is looked at
+        state = self._state()
+        results = self._record(rels, state, memo)
+        state.save()
+        memo.save()
         return results
 
     def _check_addable(self, rel: str, others: list[str]) -> None:
@@ -58,25 +65,33 @@ class Worktree(RepoCore):
                 raise DatavcError(f"'{rel}' overlaps '{other}', which is tracked separately",
                                   hint="track a directory or the paths inside it, not both")
 
-    def _record(self, rels: list[str], state: StatCache) -> list[AddResult]:
+    def _record(self, rels: list[str], state: StatCache,
+                memo: PresenceMemo) -> list[AddResult]:
         """Store the workspace content of ``rels`` and point their manifests at it.
 
         Every target is staged first, then one publish makes all their objects durable
         and named (one pair of sync barriers per operation), then the pointers are written.
         """
-        staged = [self._stage(rel, state) for rel in rels]
+        staged = [self._stage(rel, state, memo) for rel in rels]
+        stored_any = bool(self.store.pending)
         publish(self.store, jobs=self.jobs)
         results = []
         for rel, root, _, hashed, scan in staged:
             state.retain_under(rel, scan.seen)
             results.append(self._write_pointer(rel, root, hashed, scan.skipped))
+            if not stored_any:  # the cache is as the memo's stamp saw it, and holds it all
+                memo.put(root.digest + tree.root_kind(root).encode(), 0)
         for rel, root, stored, _, _ in staged:  # only once every manifest is written
             self._relink(rel, root, stored, state)
         return results
 
-    def _stage(self, rel: str, state: StatCache
+    def _stage(self, rel: str, state: StatCache, memo: PresenceMemo | None = None
                ) -> tuple[str, tree.Node, list[tuple[str, Stored]], int, tree.Scan]:
-        """Hash ``rel`` and stage every object it needs (files and listings)."""
+        """Hash ``rel`` and stage every object it needs (files and listings).
+
+        When the stat cache knew every file, the tree's id comes first: if the presence
+        memo says the cache holds all of that tree, there is nothing to check or store (a
+        re-add of unchanged data does not list the cache)."""
         started = now_ns()
         scan = self._scan(rel, state, locked=True)
         root = tree.require(scan.root, rel)
@@ -90,6 +105,10 @@ class Worktree(RepoCore):
                                   track_exec=self._tracks_exec)
         finally:
             self.reporter.end()
+        if not hashed and memo is not None:
+            tree.finish(root, store=None, where=rel)
+            if memo.get(root.digest + tree.root_kind(root).encode()) == 0:
+                return rel, root, stored, hashed, scan
         stored += self._ensure_objects(rel, root, just_stored=self.store.pending_digests())
         tree.finish(root, store=self.store, where=rel)
         return rel, root, stored, hashed, scan
@@ -304,15 +323,13 @@ class Worktree(RepoCore):
         if not rels:
             raise DatavcError("nothing is tracked yet", hint="run `datavc add PATH` first")
         with self._locked("commit"):
-            state = self._state()
             for rel in rels:  # every target is checked before any is recorded
                 if not os.path.lexists(os.path.join(self.root, rel)):
                     raise DatavcError(f"'{rel}' is missing from the workspace",
                                       hint=f"run `datavc checkout {rel}` to restore it, or "
                                            f"delete {rel}{manifest.SUFFIX} to stop tracking it")
                 self.read_pointer(rel)
-            recorded = self._record(rels, state)
-            state.save()
+            recorded = self._record_and_save(rels)
             sha = self._git_commit(rels, message) if message is not None else None
         return CommitResult(recorded, sha)
 

@@ -54,6 +54,41 @@ def test_a_removed_cache_object_is_stored_again_on_re_add(repo: Repo, scm):
     assert repo.store.has(entry.oid)
 
 
+def _age_cache(repo: Repo) -> None:
+    import time
+
+    old = time.time_ns() - 3600 * 10**9  # each call another past moment, as real changes
+    for sub in os.listdir(repo.store.objects_dir):
+        os.utime(os.path.join(repo.store.objects_dir, sub), ns=(old, old))
+
+
+def test_re_add_trusts_the_presence_memo_until_an_object_goes(repo: Repo, scm, monkeypatch):
+    gen(scm, {"data": {"a": "1", "b": {"c": "2"}}})
+    os.utime(scm / "data" / "a", ns=(10**18, 10**18))
+    os.utime(scm / "data" / "b" / "c", ns=(10**18, 10**18))
+    repo.add(["data"])
+    looked: list[int] = []
+    real = repo.store.present_digests
+
+    def counting(digests):
+        looked.append(len(digests))
+        return real(digests)
+
+    monkeypatch.setattr(repo.store, "present_digests", counting)
+    _age_cache(repo)
+    repo.add(["data"])  # lists the cache once, and remembers it held everything
+    assert len(looked) == 1
+    [res] = repo.add(["data"])
+    assert len(looked) == 1 and res.hashed == 0 and not res.changed  # the memo answered
+    [(_, entry)] = [e for e in repo.ls_manifest("data.datavc") if e[1].name == "a"]
+    path = repo.store.path(entry.oid)
+    os.chmod(path, 0o644)
+    os.unlink(path)  # an object goes: the fan-out directory's stamp changes
+    _age_cache(repo)
+    repo.add(["data"])
+    assert len(looked) == 2 and repo.store.has(entry.oid)  # looked again, and restored
+
+
 def _dag_of_empty_dirs(repo: Repo, scm, depth: int) -> None:
     """A pointer to a tree whose every level names the level below twice: 2**depth paths
     from `depth` listings, with no file at all."""
