@@ -43,10 +43,14 @@ def run_chunks(fn: Callable[..., list[T]], chunks: Sequence[tuple[Any, ...]], *,
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(jobs) as executor:
-            for part in executor.map(lambda chunk: fn(*chunk), chunks):
-                results.extend(part)
-                if progress:
-                    progress(*measure(part))
+            try:
+                for part in executor.map(lambda chunk: fn(*chunk), chunks):
+                    results.extend(part)
+                    if progress:
+                        progress(*measure(part))
+            except BaseException:  # an error or Ctrl-C: the chunks not started never run
+                executor.shutdown(wait=True, cancel_futures=True)
+                raise
         return results
     if not pool or jobs <= 1 or len(chunks) < 2:
         for chunk in chunks:

@@ -206,3 +206,21 @@ def test_return_big_buffers_keeps_threads_from_holding_freed_pieces():
 
     assert held("fixed") < 8  # MB still held once every piece is freed
     assert held("default") > held("fixed")  # what glibc's own threshold keeps
+
+
+def test_threads_start_no_chunk_after_an_error():
+    import time
+
+    started = []
+
+    def work(i):
+        started.append(i)
+        if i == 0:
+            raise DatavcError("first chunk fails")
+        time.sleep(0.05)
+        return [i]
+
+    with pytest.raises(DatavcError):
+        parallel.run_chunks(work, [(i,) for i in range(50)], jobs=2, pool=False,
+                            threads=True, measure=lambda part: (0, 0))
+    assert len(started) <= 4  # the failing chunk and the few already running beside it
