@@ -1391,7 +1391,8 @@ def transfer_table(bench: Bench) -> list[str]:
              "|---|---|--:|--:|---|--:|--:|--:|--:|"]
     for row in REMOTE_LABELS:
         stage = row.split()[0]
-        nfiles = rr.digests[REMOTE_STAGES[stage][0]][0] if stage in REMOTE_STAGES else 0
+        dataset = REMOTE_STAGES[stage][0] if stage in REMOTE_STAGES else None
+        nfiles = rr.digests[dataset][0] if dataset in rr.digests else 0  # rows not run: 0
         for tool, moved in rr.moved.get(row, {}).items():
             res = bench.rows.get(row, {}).get(tool)
             if res is None or not res.ok or not nfiles:
