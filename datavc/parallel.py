@@ -42,7 +42,9 @@ def run_chunks(fn: Callable[..., list[T]], chunks: Sequence[tuple[Any, ...]], *,
     if not pool and threads and jobs > 1 and len(chunks) > 1:
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(jobs) as executor:
+        # big files keep the disk busy with a few threads; each chunk may hold PREFETCH
+        # descriptors and OPENERS threads of its own, all in this one process
+        with ThreadPoolExecutor(min(jobs, MAX_THREADS)) as executor:
             try:
                 for part in executor.map(lambda chunk: fn(*chunk), chunks):
                     results.extend(part)
@@ -111,18 +113,18 @@ def _exit_with(owner: int) -> None:
     try:
         import select
 
-        fd = os.pidfd_open(owner)
-        select.select([fd], [], [])
+        watch = select.poll()
+        watch.register(os.pidfd_open(owner), select.POLLIN)
+        while not watch.poll():  # readable once the owner has ended
+            pass
     except (AttributeError, OSError):  # no pidfd here: look once a second
         import time
 
         while True:
             try:
                 os.kill(owner, 0)
-            except ProcessLookupError:
+            except OSError:  # gone (or the pid now belongs to another user's process)
                 break
-            except OSError:
-                pass
             time.sleep(1)
     os._exit(1)
 
@@ -136,6 +138,7 @@ def _die_with_parent() -> None:
 
 
 MIN_MEAN_FOR_THREADS = 64 << 10
+MAX_THREADS = 4  # chunks at once on threads: 4 x 64 prefetched fds stay far below 1024
 
 
 def processes_or_threads(count: int, total_bytes: int) -> tuple[bool, bool]:

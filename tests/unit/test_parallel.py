@@ -224,3 +224,26 @@ def test_threads_start_no_chunk_after_an_error():
         parallel.run_chunks(work, [(i,) for i in range(50)], jobs=2, pool=False,
                             threads=True, measure=lambda part: (0, 0))
     assert len(started) <= 4  # the failing chunk and the few already running beside it
+
+
+def test_threads_run_at_most_max_threads_chunks_at_once():
+    """Each chunk of a copy holds up to 64 descriptors: many CPUs must not mean many
+    chunks at once in one process (the descriptor limit is often 1024)."""
+    import threading
+    import time
+
+    lock, running, peak = threading.Lock(), [0], [0]
+
+    def work(i):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.01)
+        with lock:
+            running[0] -= 1
+        return [i]
+
+    out = parallel.run_chunks(work, [(i,) for i in range(40)], jobs=64, pool=False,
+                              threads=True, measure=lambda part: (0, 0))
+    assert out == list(range(40))
+    assert 1 < peak[0] <= parallel.MAX_THREADS
