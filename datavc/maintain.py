@@ -300,17 +300,19 @@ class Maintenance(Sync):
         try:
             live = gc_mod.mark(self.store, kept,
                            read=lambda oid: self._listing_anywhere(rem, oid))
-            runs = self._gc_remote_runs(rem, live, dry_run)  # before their outputs go
             now = time.time()
-            doomed, nbytes, recent = [], 0, 0
+            doomed, nbytes, young = [], 0, set()
             for listed in rem.iter_listed():
                 if listed.oid.digest in live:
                     continue
                 if now - listed.stored < grace:
-                    recent += 1
+                    young.add(listed.oid.digest)
                     continue
                 doomed.append(listed.oid)
                 nbytes += listed.size
+            recent = len(young)
+            # entries go before their outputs; one whose outputs the grace keeps stays too
+            runs = self._gc_remote_runs(rem, live | young, dry_run)
             if not dry_run:
                 for oid in doomed:
                     rem.delete(oid)

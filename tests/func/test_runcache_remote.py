@@ -158,6 +158,18 @@ def test_gc_never_leaves_an_entry_without_its_outputs(pipe, run, remote):  # noq
     assert len(log_lines(pipe)) == ran + 2
 
 
+def test_remote_gc_keeps_the_entries_of_outputs_the_grace_keeps(pipe, run, remote):  # noqa: F811
+    ok(run("repro", cwd=pipe))
+    (pipe / "raw/x").write_text("x2")
+    ok(run("repro", cwd=pipe))
+    commit(pipe, "x2")
+    ok(run("push", "--run-cache", cwd=pipe))
+    doc = json.loads(ok(run("gc", "--workspace", "--remote", "--yes", "--json",
+                            cwd=pipe)).out)  # grace: 1 hour, everything here is fresh
+    assert doc[1]["deleted"] == 0 and doc[1]["runs"] == 0 and doc[1]["recent"] > 0
+    assert len(remote_runs(remote)) == 4
+
+
 @pytest.mark.parametrize("damage", ["garbage", "other-key", "hostile-path", "other-outs",
                                     "missing-output"])
 def test_a_hostile_remote_entry_is_never_trusted(pipe, run, remote, tmp_path, damage):  # noqa: F811
