@@ -129,11 +129,19 @@ PRESENCE_VERSION = 1
 _MEMO_ROOTS = 64
 
 
+LOCAL_FILE_SYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "f2fs",
+                                "zfs", "bcachefs", "overlay", "jfs", "reiserfs"})
+
+
 def fanout_stamp(objects_dir: str, started_ns: int) -> bytes | None:
     """A digest of the (inode, mtime) of every fan-out directory of a store: putting an
     object in or taking one out changes it. None when one of them changed too recently to
     be trusted (a later change in the same timestamp tick could leave it unchanged; the same
-    rule as the stat cache's) or cannot be read."""
+    rule as the stat cache's), cannot be read, or the store is not on a local file system
+    of a known kind (NFS may show another host's deletion late, FUSE stores may not update
+    directory mtimes at all: no stamp, no memo)."""
+    if file_system_type(objects_dir) not in LOCAL_FILE_SYSTEMS:
+        return None
     parts = []
     for i in range(256):
         try:
@@ -195,3 +203,25 @@ class PresenceMemo:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         fsutil.atomic_write(self.path, msgpack.packb(doc, use_bin_type=True))
         self._dirty = False
+
+
+def file_system_type(path: str) -> str | None:
+    """The type of the file system holding ``path`` (Linux: from /proc/self/mountinfo, the
+    longest mount point above it), None where it cannot be told."""
+    try:
+        real = os.path.realpath(path)
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    best, kind = -1, None
+    for line in lines:
+        fields, _, rest = line.partition(" - ")
+        parts = fields.split()
+        if len(parts) < 5 or not rest:
+            continue
+        mount = parts[4].replace("\\040", " ")
+        inside = real == mount or real.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) > best:
+            best, kind = len(mount), rest.split()[0]
+    return kind

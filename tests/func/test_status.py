@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import time
 
 import pytest
 
+from datavc.state import LOCAL_FILE_SYSTEMS, file_system_type
 from tests.conftest import gen
 from tests.func.helpers import STATE, age, fails, object_path, oid_of, ok, wipe_cache
 
@@ -189,6 +191,8 @@ def _age_cache(root):
         os.utime(d, ns=(old, old))
 
 
+@pytest.mark.skipif(file_system_type(tempfile.gettempdir()) not in LOCAL_FILE_SYSTEMS,
+                    reason="the presence memo is used on local file systems only")
 def test_a_clean_status_remembers_the_cache_holds_everything_until_objects_come_or_go(
         tracked, run):
     """The second no-op status trusts .datavc/state/present instead of listing the cache,

@@ -63,6 +63,7 @@ def _age_cache(repo: Repo) -> None:
 
 
 def test_re_add_trusts_the_presence_memo_until_an_object_goes(repo: Repo, scm, monkeypatch):
+    monkeypatch.setattr("datavc.state.file_system_type", lambda path: "ext4")
     gen(scm, {"data": {"a": "1", "b": {"c": "2"}}})
     os.utime(scm / "data" / "a", ns=(10**18, 10**18))
     os.utime(scm / "data" / "b" / "c", ns=(10**18, 10**18))

@@ -207,7 +207,12 @@ def _age_dirs(objs: Path, age_s: int = 3600) -> None:
         os.utime(d, ns=(old, old))
 
 
-def test_fanout_stamp_changes_when_an_object_comes_or_goes(tmp_path):
+@pytest.fixture(autouse=False)
+def local_fs(monkeypatch):
+    monkeypatch.setattr(state, "file_system_type", lambda path: "ext4")
+
+
+def test_fanout_stamp_changes_when_an_object_comes_or_goes(tmp_path, local_fs):
     objs = _objects(tmp_path)
     now = time.time_ns()
     first = state.fanout_stamp(str(objs), now)
@@ -222,7 +227,7 @@ def test_fanout_stamp_changes_when_an_object_comes_or_goes(tmp_path):
     assert state.fanout_stamp(str(objs), now) not in (None, first, added)
 
 
-def test_fanout_stamp_is_none_while_a_directory_changed_too_recently(tmp_path):
+def test_fanout_stamp_is_none_while_a_directory_changed_too_recently(tmp_path, local_fs):
     objs = _objects(tmp_path)
     (objs / "07" / ("d" * 30)).write_bytes(b"new")  # its directory's mtime is now
     assert state.fanout_stamp(str(objs), time.time_ns()) is None
@@ -263,3 +268,19 @@ def test_presence_memo_keeps_a_bounded_number_of_roots(tmp_path):
     memo.save()
     again = state.PresenceMemo.load(str(tmp_path / "present"), b"S" * 16)
     assert again.get((199).to_bytes(16, "big")) == 199 and again.get(bytes(16)) is None
+
+
+def test_file_system_type_names_the_mount_holding_a_path(tmp_path):
+    kind = state.file_system_type(str(tmp_path))
+    if not os.path.exists("/proc/self/mountinfo"):
+        assert kind is None
+        return
+    assert kind and state.file_system_type("/proc/self") == "proc"
+
+
+def test_no_stamp_on_a_file_system_that_may_not_keep_directory_mtimes(tmp_path, monkeypatch):
+    objs = _objects(tmp_path)
+    monkeypatch.setattr(state, "file_system_type", lambda path: "nfs4")
+    assert state.fanout_stamp(str(objs), time.time_ns()) is None
+    monkeypatch.setattr(state, "file_system_type", lambda path: "ext4")
+    assert state.fanout_stamp(str(objs), time.time_ns()) is not None
