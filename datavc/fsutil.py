@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import itertools
 import os
 import stat
 from collections.abc import Iterator, Sequence
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from . import crash
 from .errors import UnsafePathError, from_oserror
@@ -105,24 +106,22 @@ def read_limited(f: BinaryIO, limit: int) -> bytes:
 
 _PIECE = 1 << 20
 
-_syncfs: list[object] = []
+@functools.cache
+def libc() -> Any:
+    """The C library the interpreter runs on, through ctypes; None where it cannot be
+    loaded. Loaded on first use (a command that needs none of it never imports ctypes), and
+    not found with ``ctypes.util.find_library``, which runs ``ldconfig``."""
+    import ctypes
 
-
-def _find_syncfs() -> object:
-    if not _syncfs:
-        import ctypes  # here: commands that never sync do not load it
-
-        try:  # the C library the interpreter runs on (find_library would run ldconfig)
-            libc = ctypes.CDLL(None, use_errno=True)
-        except OSError:
-            libc = None
-        _syncfs.append(getattr(libc, "syncfs", None))
-    return _syncfs[0]
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
 
 
 def sync_barrier(path: str) -> None:
     """Flush everything written to the file system holding ``path`` (one syncfs)."""
-    syncfs = _find_syncfs()
+    syncfs = getattr(libc(), "syncfs", None)
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         if callable(syncfs) and syncfs(fd) == 0:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, TypeVar
 
-from . import crash, lock
+from . import crash, fsutil, lock
 from .errors import DatavcError, from_oserror
 from .objects import ObjectStore, Stored, open_for_read, rename_into_place, store_fd
 
@@ -36,31 +36,30 @@ def default_jobs() -> int:
 def run_chunks(fn: Callable[..., list[T]], chunks: Sequence[tuple[Any, ...]], *, jobs: int,
                pool: bool, measure: Callable[[list[T]], tuple[int, int]],
                progress: Progress | None = None, threads: bool = False) -> list[T]:
-    """``fn(*chunk)`` for every chunk, in worker processes when ``pool``, else on ``jobs``
-    threads when ``threads``, else here; results in order."""
-    results: list[T] = []
+    """``fn(*chunk)`` for every chunk, in worker processes when ``pool``, else on up to
+    ``min(jobs, MAX_THREADS)`` threads when ``threads``, else here; results in order."""
+
+    def collect(parts: Iterable[list[T]]) -> list[T]:
+        results: list[T] = []
+        for part in parts:
+            results.extend(part)
+            if progress:
+                progress(*measure(part))
+        return results
+
     if not pool and threads and jobs > 1 and len(chunks) > 1:
         from concurrent.futures import ThreadPoolExecutor
 
         # big files keep the disk busy with a few threads; each chunk may hold PREFETCH
         # descriptors and OPENERS threads of its own, all in this one process
-        with ThreadPoolExecutor(min(jobs, MAX_THREADS)) as executor:
+        with ThreadPoolExecutor(min(jobs, MAX_THREADS)) as threaded:
             try:
-                for part in executor.map(lambda chunk: fn(*chunk), chunks):
-                    results.extend(part)
-                    if progress:
-                        progress(*measure(part))
+                return collect(threaded.map(lambda chunk: fn(*chunk), chunks))
             except BaseException:  # an error or Ctrl-C: the chunks not started never run
-                executor.shutdown(wait=True, cancel_futures=True)
+                threaded.shutdown(wait=True, cancel_futures=True)
                 raise
-        return results
     if not pool or jobs <= 1 or len(chunks) < 2:
-        for chunk in chunks:
-            part = fn(*chunk)
-            results.extend(part)
-            if progress:
-                progress(*measure(part))
-        return results
+        return collect(fn(*chunk) for chunk in chunks)
     import multiprocessing  # here: a command that runs no pool does not pay for them
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
@@ -72,11 +71,7 @@ def run_chunks(fn: Callable[..., list[T]], chunks: Sequence[tuple[Any, ...]], *,
                              initargs=(os.getpid(),)) as executor:
         futures = [executor.submit(fn, *chunk) for chunk in chunks]
         try:
-            for fut in futures:
-                part = fut.result()
-                results.extend(part)
-                if progress:
-                    progress(*measure(part))
+            return collect(fut.result() for fut in futures)
         except BrokenProcessPool:
             raise DatavcError("a worker process died unexpectedly (out of memory or killed?)",
                               hint="run the command again; `[cache] jobs = 1` in "
@@ -84,7 +79,6 @@ def run_chunks(fn: Callable[..., list[T]], chunks: Sequence[tuple[Any, ...]], *,
         except BaseException:
             executor.shutdown(wait=False, cancel_futures=True)
             raise
-    return results
 
 
 def _worker_signals(owner: int) -> None:
@@ -130,11 +124,8 @@ def _exit_with(owner: int) -> None:
 
 
 def _die_with_parent() -> None:
-    import ctypes
-
     with contextlib.suppress(Exception):  # Linux only; elsewhere orphans exit on EOF
-        libc = ctypes.CDLL(None, use_errno=True)  # the C library the interpreter runs on
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        fsutil.libc().prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 MIN_MEAN_FOR_THREADS = 64 << 10
@@ -168,10 +159,8 @@ def return_big_buffers() -> None:
     keeps what it once held. Sixteen threads streaming an S3 push of 1 GiB of mixed files
     held 257 MB that way, 104 MB with the threshold fixed. Elsewhere (no glibc), nothing.
     """
-    import ctypes
-
     with contextlib.suppress(Exception):
-        ctypes.CDLL(None).mallopt(-3, _MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
+        fsutil.libc().mallopt(-3, _MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
 
 
 def split(items: Sequence[T], jobs: int, *, most: int = 1024) -> list[Sequence[T]]:
