@@ -199,9 +199,10 @@ def push(store: ObjectStore, remote: Remote, roots: list[Root], *, jobs: int,
 def _put_local(store: ObjectStore, remote: LocalRemote, oids: list[Oid],
                sizes: dict[Oid, int], out: Transfer, reporter: Reporter) -> None:
     """Many objects to a directory remote: it is a store on this machine with the cache's
-    layout, so worker processes copy and verify them as ``add`` stores files (the per-file
-    work holds the GIL: threads do not scale), then one publish makes them durable and
-    visible together (barrier, renames, barrier), as a batch of puts would."""
+    layout, so :func:`datavc.parallel.copy_objects` copies and verifies them as ``add``
+    stores files (worker processes for small objects, whose per-file work holds the GIL;
+    threads for big ones), then one publish makes them durable and visible together
+    (barrier, renames, barrier), as a batch of puts would."""
     remote.prepare()
     results = parallel.copy_objects([(store.path(o), o.digest) for o in oids],
                                     remote.objects_dir, remote.tmp_dir,
@@ -403,9 +404,8 @@ class _Tee:
 
 def _get_local(store: ObjectStore, remote: LocalRemote, oids: list[Oid], total_bytes: int,
                out: Transfer, reporter: Reporter) -> list[Oid]:
-    """Many objects from a directory remote, copied and verified by worker processes
-    (see :func:`_put_local`) and staged in the cache; returns those that arrived corrupt,
-    for one more try."""
+    """Many objects from a directory remote, copied and verified as in :func:`_put_local`
+    and staged in the cache; returns those that arrived corrupt, for one more try."""
     results = parallel.copy_objects([(remote.path_of(o), o.digest) for o in oids],
                                     store.objects_dir, store.tmp_dir, total_bytes,
                                     jobs=parallel.default_jobs(), progress=reporter.advance)

@@ -80,7 +80,7 @@ class Worktree(RepoCore):
             state.retain_under(rel, scan.seen)
             results.append(self._write_pointer(rel, root, hashed, scan.skipped))
             if not stored_any:  # the cache is as the memo's stamp saw it, and holds it all
-                memo.put(root.digest + tree.root_kind(root).encode(), 0)
+                memo.put(_memo_key(root), 0)
         for rel, root, stored, _, _ in staged:  # only once every manifest is written
             self._relink(rel, root, stored, state)
         return results
@@ -107,7 +107,7 @@ class Worktree(RepoCore):
             self.reporter.end()
         if not hashed and memo is not None:
             tree.finish(root, store=None, where=rel)
-            if memo.get(root.digest + tree.root_kind(root).encode()) == 0:
+            if memo.get(_memo_key(root)) == 0:
                 return rel, root, stored, hashed, scan
         stored += self._ensure_objects(rel, root, just_stored=self.store.pending_digests())
         tree.finish(root, store=self.store, where=rel)
@@ -296,7 +296,7 @@ class Worktree(RepoCore):
             return TargetStatus(rel, pointer_rel, "deleted")
         tree.finish(scan.root, store=None, where=rel)
         if scan.root.digest == pointer.oid.digest and tree.root_kind(scan.root) == pointer.kind:
-            key = scan.root.digest + pointer.kind.encode()
+            key = _memo_key(scan.root)
             missing = memo.get(key)
             if missing is None:
                 files = tree.file_digests(scan.root)
@@ -337,3 +337,8 @@ class Worktree(RepoCore):
         paths = [manifest.pointer_path(r) for r in rels]
         paths += sorted({os.path.join(os.path.dirname(r), ".gitignore") for r in rels})
         return self.git.commit(message, paths)
+
+
+def _memo_key(root: tree.Node) -> bytes:
+    """A tree's key in the presence memo: its root id and kind (docs/format.md)."""
+    return root.digest + tree.root_kind(root).encode()
