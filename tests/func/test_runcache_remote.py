@@ -138,12 +138,17 @@ def test_push_run_cache_sends_every_run_and_fetch_brings_them(pipe, run, remote,
     assert log_lines(clone) == []
 
 
-def test_gc_never_leaves_an_entry_without_its_outputs(pipe, run, remote):  # noqa: F811
+def runs_of_x1_and_x2_pushed(pipe, run):
+    """Both stages run for x1, then for x2 (committed); every run-cache entry pushed."""
     ok(run("repro", cwd=pipe))
     (pipe / "raw/x").write_text("x2")
     ok(run("repro", cwd=pipe))
     commit(pipe, "x2")
     ok(run("push", "--run-cache", cwd=pipe))
+
+
+def test_gc_never_leaves_an_entry_without_its_outputs(pipe, run, remote):  # noqa: F811
+    runs_of_x1_and_x2_pushed(pipe, run)
     assert len(remote_runs(remote)) == 4
     doc = json.loads(ok(run("gc", "--workspace", "--grace", "0s", "--remote", "--yes",
                             "--json", cwd=pipe)).out)
@@ -159,11 +164,7 @@ def test_gc_never_leaves_an_entry_without_its_outputs(pipe, run, remote):  # noq
 
 
 def test_remote_gc_keeps_the_entries_of_outputs_the_grace_keeps(pipe, run, remote):  # noqa: F811
-    ok(run("repro", cwd=pipe))
-    (pipe / "raw/x").write_text("x2")
-    ok(run("repro", cwd=pipe))
-    commit(pipe, "x2")
-    ok(run("push", "--run-cache", cwd=pipe))
+    runs_of_x1_and_x2_pushed(pipe, run)
     doc = json.loads(ok(run("gc", "--workspace", "--remote", "--yes", "--json",
                             cwd=pipe)).out)  # grace: 1 hour, everything here is fresh
     assert doc[1]["deleted"] == 0 and doc[1]["runs"] == 0 and doc[1]["recent"] > 0
