@@ -990,14 +990,18 @@ def remote_add(name: str, url: str, default: bool, force: bool, local: bool) -> 
 @click.option("-u", "--unset", is_flag=True, help="Remove KEY instead of setting it.")
 @local_option
 def remote_modify(name: str, key: str, value: str | None, unset: bool, local: bool) -> None:
-    """Set KEY of remote NAME to VALUE (url, endpoint_url, region, profile, path_style;
-    access_key_id, secret_access_key and session_token only with --local).
+    """Set KEY of remote NAME to VALUE (url, endpoint_url, region, profile, path_style,
+    pack; access_key_id, secret_access_key and session_token only with --local).
+
+    `pack false` makes push store every object on its own instead of packing many small
+    ones together (fewer files and requests); readers use packs either way.
 
     \b
     Example:
       datavc remote modify storage endpoint_url http://127.0.0.1:9000
       datavc remote modify storage --local secret_access_key "$SECRET"
       datavc remote modify storage region --unset
+      datavc remote modify storage pack false
     """
     if unset == (value is not None):
         raise UsageError("give a VALUE, or --unset without one")

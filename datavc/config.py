@@ -33,7 +33,7 @@ MAX_BYTES = 1 << 20
 _KNOWN = {"core": {"format", "remote"}, "cache": {"type", "jobs"}, "remote": None}
 SECRET_KEYS = frozenset({"access_key_id", "secret_access_key", "session_token"})
 REMOTE_KEYS = {"url": str, "endpoint_url": str, "region": str, "profile": str,
-               "path_style": bool, **{k: str for k in SECRET_KEYS}}
+               "path_style": bool, "pack": bool, **{k: str for k in SECRET_KEYS}}
 _REMOTE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
 

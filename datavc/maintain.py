@@ -16,6 +16,7 @@ from . import gc as gc_mod
 from . import listing, manifest
 from .errors import DatavcError, ObjectMissingError, UsageError
 from .hashing import Oid
+from .pack import DAMAGED, PackInfo
 from .parallel import publish
 from .sync import Sync
 
@@ -310,14 +311,18 @@ class Maintenance(Sync):
                     continue
                 doomed.append(listed.oid)
                 nbytes += listed.size
+            packs, in_packs, packed_bytes = _doomed_packs(rem.iter_packs(), live, young,
+                                                          now - grace)
             recent = len(young)
             # entries go before their outputs; one whose outputs the grace keeps stays too
             runs = self._gc_remote_runs(rem, live | young, dry_run)
             if not dry_run:
                 for oid in doomed:
                     rem.delete(oid)
-            return GcResult(f"remote {name}", dry_run, len(doomed), nbytes, len(live), recent,
-                            runs)
+                for pack_name in packs:
+                    rem.delete_pack(pack_name)
+            return GcResult(f"remote {name}", dry_run, len(doomed) + in_packs,
+                            nbytes + packed_bytes, len(live), recent, runs)
         finally:
             rem.close()
 
@@ -400,3 +405,28 @@ class Maintenance(Sync):
         again.repaired = [t for t in bad if t not in lost]
         return again
 
+
+def _doomed_packs(packs: list[PackInfo], live: set[bytes], young: set[bytes],
+                  before: float) -> tuple[list[str], int, int]:
+    """The packs remote gc deletes, the objects in them and their bytes. A pack goes whole
+    or not at all: when no object in it is live and it was stored before ``before`` (its
+    objects otherwise join ``young``). Leftovers of an interrupted push or delete (a pack
+    without its index, an index without its pack) go once as old; a pack whose index is
+    damaged stays, as its objects cannot be told apart."""
+    doomed, count, nbytes = [], 0, 0
+    for info in packs:
+        if info.entries is None:
+            if info.problem != DAMAGED and info.stored < before:
+                doomed.append(info.name)
+                nbytes += info.size
+            continue
+        objects = [d for d, _, _ in info.objects()]
+        if any(d in live for d in objects):
+            continue
+        if info.stored >= before:
+            young.update(objects)
+            continue
+        doomed.append(info.name)
+        count += len(objects)
+        nbytes += info.size
+    return doomed, count, nbytes

@@ -138,7 +138,7 @@ class ObjectStore:
         digest = xxhash.xxh3_128_digest(data)
         if replace or not os.path.exists(object_path(self.objects_dir, digest)):
             try:
-                self.pending.append(_write_tmp(self.tmp_dir, digest, data))
+                self.pending.append(write_tmp(self.tmp_dir, digest, data))
             except OSError as exc:
                 raise from_oserror(exc, self.tmp_dir, f"store object {Oid(digest)} in") from exc
         return Oid(digest)
@@ -266,7 +266,7 @@ def _store_small(fd: int, size: int, objects_dir: str,
     digest = xxhash.xxh3_128_digest(data)
     if tmp_dir is None or os.path.exists(object_path(objects_dir, digest)):
         return digest, None
-    return digest, _write_tmp(tmp_dir, digest, data)
+    return digest, write_tmp(tmp_dir, digest, data)
 
 
 def _store_stream(fd: int, objects_dir: str,
@@ -334,7 +334,7 @@ _MIN_PIECE = 64 << 10
 _NO_COPY_RANGE = {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF}
 
 
-def _write_tmp(tmp_dir: str, digest: bytes, data: bytes) -> str:
+def write_tmp(tmp_dir: str, digest: bytes, data: bytes) -> str:
     """Write ``data`` read-only to ``<tmp>/<hex>-<unique>``; no fsync (see publish)."""
     tmp = os.path.join(tmp_dir, f"{digest.hex()}-{fsutil.tmp_name()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)

@@ -13,9 +13,19 @@ import signal
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, TypeVar
 
-from . import crash, fsutil, lock
+import xxhash
+
+from . import crash, fsutil, lock, pack
 from .errors import DatavcError, from_oserror
-from .objects import ObjectStore, Stored, open_for_read, rename_into_place, store_fd
+from .objects import (
+    ObjectStore,
+    Stored,
+    object_path,
+    open_for_read,
+    rename_into_place,
+    store_fd,
+    write_tmp,
+)
 
 MIN_FILES_FOR_POOL = 512
 START_METHOD = "forkserver"  # workers start clean: no copy of the parent's 100k-file heap
@@ -302,6 +312,139 @@ def _copy_chunk(items: list[tuple[str, bytes]], objects_dir: str,
 
 
 OPENERS = 8
+
+
+class Built(NamedTuple):
+    """A pack written by :func:`build_packs`: its temp file, digest, size and index (the
+    objects that made it in, in order), and the objects left out: ``(digest, error)``,
+    error ``missing`` or ``corrupt`` as in :class:`Copied`."""
+
+    tmp: str | None
+    digest: bytes
+    size: int
+    entries: list[tuple[bytes, int]]
+    problems: list[tuple[bytes, str]]
+
+
+def build_packs(groups: list[list[tuple[str, bytes, int]]], tmp_dir: str, *, jobs: int,
+                progress: Progress | None = None) -> list[Built]:
+    """Write one pack per group of ``(path, digest, size)`` (small cache objects) into
+    ``tmp_dir``, verifying each object as it is read: a pack never holds bytes that are not
+    their id's. In worker processes when there are many objects (per-object work holds the
+    GIL). Results in the order of ``groups``; the caller publishes or removes the temps."""
+    chunks = [(g, tmp_dir) for g in groups]
+    count = sum(len(g) for g in groups)
+    return run_chunks(_pack_chunk, chunks, jobs=jobs, pool=count >= MIN_FILES_FOR_POOL,
+                      measure=lambda part: (sum(len(b.entries) for b in part),
+                                            sum(b.size for b in part)),
+                      progress=progress)
+
+
+def _pack_chunk(items: list[tuple[str, bytes, int]], tmp_dir: str) -> list[Built]:
+    tmp = os.path.join(tmp_dir, f"pack-{fsutil.tmp_name()}")
+    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+    hasher = xxhash.xxh3_128()
+    entries: list[tuple[bytes, int]] = []
+    problems: list[tuple[bytes, str]] = []
+    buf: list[bytes] = []
+    held = size = 0
+    try:
+        for start in range(0, len(items), PREFETCH):
+            batch = items[start:start + PREFETCH]
+            fds = [_open_advised(path) for path, _, _ in batch]
+            try:
+                for i, (path, digest, want) in enumerate(batch):
+                    fd, fds[i] = fds[i], -1
+                    if isinstance(fd, OSError):
+                        raise from_oserror(fd, path, "read")
+                    if fd < 0:
+                        problems.append((digest, "missing"))
+                        continue
+                    try:
+                        data = os.read(fd, min(want, pack.MAX_OBJECT) + 1)
+                    except OSError as exc:
+                        raise from_oserror(exc, path, "read") from None
+                    finally:
+                        os.close(fd)
+                    if len(data) != want or xxhash.xxh3_128_digest(data) != digest:
+                        problems.append((digest, "corrupt"))
+                        continue
+                    hasher.update(data)
+                    entries.append((digest, len(data)))
+                    buf.append(data)
+                    held += len(data)
+                    size += len(data)
+                    if held >= CHUNK_OUT:
+                        fsutil.write_all(out, b"".join(buf))
+                        buf, held = [], 0
+            finally:
+                for fd in fds:
+                    if isinstance(fd, int) and fd >= 0:
+                        os.close(fd)
+        fsutil.write_all(out, b"".join(buf))
+    except BaseException:
+        os.close(out)
+        os.unlink(tmp)
+        raise
+    os.close(out)
+    crash.point("pack-tmp-written")
+    if not entries:
+        os.unlink(tmp)
+        return [Built(None, b"", 0, [], problems)]
+    return [Built(tmp, hasher.digest(), size, entries, problems)]
+
+
+CHUNK_OUT = 1 << 20
+
+
+def unpack_objects(items: list[tuple[str, int, int, bytes]], objects_dir: str, tmp_dir: str,
+                   total_bytes: int, *, jobs: int,
+                   progress: Progress | None = None) -> list[Copied]:
+    """Stage each ``(path, offset, size, digest)``, the object at that place of a pack
+    file (a directory remote's pack, or a ranged download of one), in the store at
+    ``objects_dir``/``tmp_dir`` as a temp file to be published by the caller, verified as in
+    :func:`copy_objects` (a short read is ``corrupt``; a pack file that is gone,
+    ``missing``). Results in the order of ``items``."""
+    chunks = [(list(c), objects_dir, tmp_dir) for c in split(items, jobs)]
+    return run_chunks(_unpack_chunk, chunks, jobs=jobs,
+                      pool=len(items) >= MIN_FILES_FOR_POOL,
+                      measure=lambda part: (len(part), sum(c.size for c in part)),
+                      progress=progress)
+
+
+def _unpack_chunk(items: list[tuple[str, int, int, bytes]], objects_dir: str,
+                  tmp_dir: str) -> list[Copied]:
+    fds: dict[str, int | OSError] = {}
+    out: list[Copied] = []
+    try:
+        for path, offset, size, digest in items:
+            fd = fds.get(path)
+            if fd is None:
+                fd = fds[path] = _open_advised(path)
+            if isinstance(fd, OSError):
+                raise from_oserror(fd, path, "read")
+            if fd < 0:
+                out.append(Copied(0, None, "missing"))
+                continue
+            try:
+                data = os.pread(fd, size, offset)
+            except OSError as exc:
+                raise from_oserror(exc, path, "read") from None
+            if len(data) != size or xxhash.xxh3_128_digest(data) != digest:
+                out.append(Copied(len(data), None, "corrupt"))
+                continue
+            tmp = None
+            if not os.path.exists(object_path(objects_dir, digest)):
+                try:
+                    tmp = write_tmp(tmp_dir, digest, data)
+                except OSError as exc:
+                    raise from_oserror(exc, tmp_dir, "store object") from None
+            out.append(Copied(size, tmp))
+    finally:
+        for fd in fds.values():
+            if isinstance(fd, int) and fd >= 0:
+                os.close(fd)
+    return out
 
 
 def _open_advised(path: str) -> int | OSError:

@@ -7,6 +7,8 @@
                                     # against the directory the caller names (base_dir)
     endpoint_url, region, profile   # strings, S3 only
     path_style = true               # S3 only: bucket in the path, not the host name
+    pack = false                    # push every object on its own (default: many small
+                                    # objects go into packs, see datavc.pack)
     access_key_id, secret_access_key, session_token   # S3 only; config.local.toml only
 
 The backends live in :mod:`datavc.remote_local` and :mod:`datavc.remote_s3`; the protocol,
@@ -29,7 +31,7 @@ from .remote_s3 import JOBS, S3Remote
 __all__ = ["SECRET_KEYS", "LocalRemote", "Remote", "S3Remote", "Sink", "open_remote", "redact"]
 
 KEYS: dict[str, type] = dict(REMOTE_KEYS)  # the keys config.py accepts, with their types
-S3_KEYS = set(KEYS) - {"url"}
+S3_KEYS = set(KEYS) - {"url", "pack"}
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
@@ -45,8 +47,17 @@ def open_remote(name: str, settings: Mapping[str, object], *, base_dir: str | No
         raise ConfigError(f"{where} has no url", hint=f"datavc remote modify {name} url URL")
     match = _SCHEME.match(url)
     scheme = match.group(1).lower() if match else ""
+    remote: Remote
     if scheme == "s3":
-        return _open_s3(where, url, settings, jobs)
+        remote = _open_s3(where, url, settings, jobs)
+    else:
+        remote = _open_local(where, url, scheme, settings, base_dir)
+    remote.packing = settings.get("pack", True) is True
+    return remote
+
+
+def _open_local(where: str, url: str, scheme: str, settings: Mapping[str, object],
+                base_dir: str | None) -> LocalRemote:
     s3_only = sorted(set(settings) & set(S3_KEYS))
     if s3_only:
         raise ConfigError(f"{where}: {', '.join(s3_only)} only apply to s3:// remotes")
@@ -88,5 +99,5 @@ def _open_s3(where: str, url: str, settings: Mapping[str, object], jobs: int) ->
     if not parts.hostname or has_port or parts.query or parts.fragment:
         raise ConfigError(f"{where}: {redact(url)} is not s3://BUCKET/PREFIX",
                           hint="the endpoint of an S3-compatible store goes in endpoint_url")
-    opts = {k: v for k, v in settings.items() if k != "url"}
+    opts = {k: v for k, v in settings.items() if k not in ("url", "pack")}
     return S3Remote(parts.netloc, parts.path, jobs=jobs, **opts)  # type: ignore[arg-type]

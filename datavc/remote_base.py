@@ -7,7 +7,8 @@ inspected like a cache)::
     <root>/objects/ab/<30 hex>    one object, named by its id's 32 hex digits (fan-out on 2)
     <root>/runs/ab/<30 hex>       one run-cache entry, named by its run key (the entry's
                                   canonical JSON, which names that key: docs/format.md)
-    <root>/packs/                 reserved for a future pack format; nothing writes it yet
+    <root>/packs/<P>.pack         many small objects in one file, and <P>.idx, its index
+                                  (:mod:`datavc.pack`); an object may be loose, packed or both
     <root>/tmp/                   directory remotes only: uploads in progress
 
 ``<root>`` is a directory for a local remote, ``<bucket>/<prefix>`` for S3. Anything else
@@ -17,11 +18,13 @@ under ``objects/`` is junk: :meth:`Remote.iter_oids` reports it and never trips 
 from __future__ import annotations
 
 import math
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import NamedTuple, Protocol
 
+from . import pack
 from .config import redact  # noqa: F401  (re-exported: remotes name themselves with it)
 from .errors import DatavcError, RemoteError, from_oserror
 from .hashing import Oid
@@ -30,7 +33,7 @@ OBJECTS = "objects"
 RUNS = "runs"
 MAX_RUN = 4 << 20
 """The largest run-cache entry a remote hands back (runcache.MAX_ENTRY)."""
-PACKS = "packs"  # reserved: a future format may store packs of small objects here
+PACKS = "packs"
 FANOUT = 2
 
 _HEX = frozenset("0123456789abcdef")
@@ -57,11 +60,49 @@ class Remote(Protocol):
     Failures: the store unreachable or failing after retries raises RemoteError (exit 5);
     a local file system refusing (no space, permission) raises ResourceError (exit 7).
     Messages name the remote by :meth:`describe` and never carry credentials.
+
+    ``packing``: whether a push may store many small objects as packs (the remote's ``pack``
+    setting, default true); readers use packs whatever it says.
     """
 
+    packing: bool
+
     def missing(self, oids: Iterable[Oid]) -> set[Oid]:
-        """The subset of ``oids`` the remote does not hold, checked in batches: per-object
-        checks or prefix listings, whichever costs fewer round trips (see :func:`missing`)."""
+        """The subset of ``oids`` the remote does not hold, loose or in a pack: packed ids
+        from the pack indexes (read once per instance, see :class:`PackShelf`), the others
+        checked in batches, per-object checks or prefix listings, whichever costs fewer
+        round trips (see :func:`missing`)."""
+        ...
+
+    def locate(self, oids: Iterable[Oid]) -> dict[Oid, pack.Packed]:
+        """Which of ``oids`` are in a pack, and where (from the same indexes)."""
+        ...
+
+    def read_range(self, name: str, start: int, length: int, sink: Sink) -> None:
+        """Write bytes ``[start, start + length)`` of pack ``name`` into ``sink``, streaming.
+        Does not verify (the caller hashes each object it cuts out). A pack that is gone
+        raises ObjectMissingError; a pack shorter than the range writes fewer bytes."""
+        ...
+
+    def put_packs(self, built: list[tuple[str, bytes, int, bytes]]) -> None:
+        """Store packs: each ``(temp file, pack digest, size, index bytes)``, the temp file
+        a pack written by :func:`datavc.parallel.build_packs` (in :meth:`pack_tmp_dir` when
+        the remote has one). Each ``.pack`` is durable and visible before its ``.idx`` is,
+        so a reader never sees an index without its pack. Once this returns, :meth:`missing`
+        counts their objects as stored. The caller removes the temp files that remain."""
+        ...
+
+    def iter_packs(self, *, on_junk: Callable[[str], object] | None = None
+                   ) -> list[pack.PackInfo]:
+        """Every pack on the remote, read afresh: usable ones with their entries, and the
+        others with ``entries`` None and a ``problem``: a ``.pack`` without ``.idx`` (an
+        interrupted push), an ``.idx`` without its ``.pack`` (an interrupted delete), or a
+        damaged index (or one that does not fit its pack). Other names under ``packs/`` go
+        to ``on_junk``."""
+        ...
+
+    def delete_pack(self, name: str) -> None:
+        """Remove a pack: its index first, then its bytes; absent files are no error."""
         ...
 
     def put(self, oid: Oid, path: str, size: int) -> None:
@@ -139,6 +180,70 @@ class Remote(Protocol):
     def close(self) -> None:
         """Release connections and threads; the remote must not be used afterwards."""
         ...
+
+
+class PackShelf:
+    """What a remote knows of its packs, shared by both backends. ``files`` lists
+    ``packs/`` as (file name, size, stored); ``read_index`` returns one ``.idx`` file's bytes
+    (at most :data:`pack.MAX_INDEX` + 1). The set is read on first use and kept for the
+    instance (packs are immutable; ones pushed meanwhile by others are merely unknown, so
+    their objects look missing and are pushed again, which is harmless)."""
+
+    def __init__(self, files: Callable[[], Iterable[tuple[str, int, float]]],
+                 read_index: Callable[[str], bytes], run: Runner = map) -> None:
+        self._files, self._read_index, self._run = files, read_index, run
+        self._lock = threading.Lock()
+        self._set: pack.PackSet | None = None
+
+    def get(self) -> pack.PackSet:
+        with self._lock:
+            if self._set is None:
+                found = pack.PackSet()
+                for info in self.scan():
+                    if info.entries is not None:
+                        found.add(info)
+                    else:
+                        found.damaged.append(info.name)
+                self._set = found
+            return self._set
+
+    def added(self, info: pack.PackInfo) -> None:
+        """Count a pack this instance just stored."""
+        self.get().add(info)
+
+    def scan(self, on_junk: Callable[[str], object] | None = None) -> list[pack.PackInfo]:
+        """Every pack, its index read and checked (see :meth:`Remote.iter_packs`)."""
+        packs: dict[str, tuple[int, float]] = {}
+        indexes: dict[str, float] = {}
+        for name, size, stored in self._files():
+            stem, dot, suffix = name.partition(".")
+            if not pack.is_pack_name(stem) or f"{dot}{suffix}" not in (pack.PACK_SUFFIX,
+                                                                       pack.INDEX_SUFFIX):
+                if on_junk is not None:
+                    on_junk(f"{PACKS}/{name}")
+            elif f"{dot}{suffix}" == pack.PACK_SUFFIX:
+                packs[stem] = (size, stored)
+            else:
+                indexes[stem] = stored
+        both = sorted(indexes.keys() & packs.keys())
+        out = [pack.PackInfo(n, *packs[n], problem=pack.NO_INDEX)
+               for n in sorted(packs.keys() - indexes.keys())]
+        out += [pack.PackInfo(n, 0, indexes[n], problem=pack.NO_PACK)
+                for n in sorted(indexes.keys() - packs.keys())]
+        for name, entries in zip(both, self._run(self._entries, both), strict=True):
+            size, stored = packs[name]
+            total = sum(s for _, s in pack.iter_entries(entries or b""))
+            ok = entries is not None and total == size
+            out.append(pack.PackInfo(name, size, max(stored, indexes[name]),
+                                     entries if ok else None,
+                                     None if ok else pack.DAMAGED))
+        return out
+
+    def _entries(self, name: str) -> bytes | None:
+        try:
+            return pack.decode_index(self._read_index(name), name)[1]
+        except pack.PackError:
+            return None
 
 
 def object_key(oid: Oid, top: str = OBJECTS) -> str:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from urllib.parse import unquote, urlsplit
 
-from . import crash, fsutil
+from . import crash, fsutil, pack
 from .errors import ConfigError, IntegrityError, ObjectMissingError, RemoteError, from_oserror
 from .hashing import Oid
 from .objects import copy_and_hash
@@ -24,8 +24,10 @@ from .remote_base import (
     FANOUT,
     MAX_RUN,
     OBJECTS,
+    PACKS,
     RUNS,
     Listed,
+    PackShelf,
     Sink,
     missing,
     object_key,
@@ -48,6 +50,9 @@ class LocalRemote:
         self.root = local_path(path)
         self.objects_dir = os.path.join(self.root, OBJECTS)
         self.tmp_dir = os.path.join(self.root, "tmp")
+        self.packs_dir = os.path.join(self.root, PACKS)
+        self.packing = True  # push many small objects as packs
+        self._shelf = PackShelf(self._pack_files, self._read_index)
         self._cleaned = False
         self._lock = threading.Lock()
         self._batch: list[tuple[str, str]] | None = None  # (temp, key) awaiting end_batch
@@ -67,8 +72,42 @@ class LocalRemote:
 
     # ------------------------------------------------------------------ reading
 
+    def pack_path(self, name: str, suffix: str = pack.PACK_SUFFIX) -> str:
+        return os.path.join(self.packs_dir, name + suffix)
+
     def missing(self, oids: Iterable[Oid]) -> set[Oid]:
-        return missing(oids, probe=self._exists, list_prefix=self._list_prefix, page=LIST_PAGE)
+        packed = self._shelf.get()
+        return missing((o for o in oids if o.digest not in packed), probe=self._exists,
+                       list_prefix=self._list_prefix, page=LIST_PAGE)
+
+    def locate(self, oids: Iterable[Oid]) -> dict[Oid, pack.Packed]:
+        return self._shelf.get().locate(oids)
+
+    def _pack_files(self) -> Iterator[tuple[str, int, float]]:
+        for name in sorted(self._names(self.packs_dir)):
+            st = _file_stat(os.path.join(self.packs_dir, name))
+            if st is None:
+                yield name, -1, 0.0  # not a regular file: junk to the shelf
+            else:
+                yield name, st.st_size, max(st.st_mtime, st.st_ctime)
+
+    def _read_index(self, name: str) -> bytes:
+        path = self.pack_path(name, pack.INDEX_SUFFIX)
+        try:
+            with open(path, "rb") as f:
+                return fsutil.read_limited(f, pack.MAX_INDEX)
+        except FileNotFoundError:
+            return b""
+        except OSError as exc:
+            raise remote_oserror(exc, path, "read pack index") from None
+
+    def iter_packs(self, *, on_junk: Callable[[str], object] | None = None
+                   ) -> list[pack.PackInfo]:
+        return self._shelf.scan(on_junk)
+
+    def read_range(self, name: str, start: int, length: int, sink: Sink) -> None:
+        self._read(self.pack_path(name), start, length, sink,
+                   lambda: f"pack {name} is not on remote {self.describe()}")
 
     def _exists(self, oid: Oid) -> bool:
         path = self.path_of(oid)
@@ -115,23 +154,38 @@ class LocalRemote:
                 yield Listed(Oid(digest), st.st_size, max(st.st_mtime, st.st_ctime))
 
     def get(self, oid: Oid, sink: Sink) -> None:
-        path = self.path_of(oid)
+        at = self._shelf.get().where.get(oid.digest)
+        if at is not None and os.path.exists(self.pack_path(at.pack)):
+            self.read_range(at.pack, at.offset, at.size, sink)
+            return
+        self._read(self.path_of(oid), 0, -1, sink,
+                   lambda: f"object {oid} is not on remote {self.describe()}")
+
+    def _read(self, path: str, start: int, length: int, sink: Sink,
+              absent: Callable[[], str]) -> None:
+        """Bytes ``[start, start + length)`` of ``path`` (``length`` -1: to the end)."""
         try:
             f = open(path, "rb")  # noqa: SIM115 - closed below; sink errors stay unwrapped
         except (FileNotFoundError, NotADirectoryError):
-            raise ObjectMissingError(f"object {oid} is not on remote {self.describe()}",
-                                     hint="push it from a clone that has it") from None
+            raise ObjectMissingError(absent(), hint="push it from a clone that has it") from None
         except OSError as exc:
             raise remote_oserror(exc, path, "read object") from None
         with f:
-            while True:
+            left = length
+            try:
+                f.seek(start)
+            except OSError as exc:
+                raise remote_oserror(exc, path, "read object") from None
+            while left:
                 try:
-                    chunk = f.read(CHUNK)
+                    chunk = f.read(CHUNK if left < 0 else min(CHUNK, left))
                 except OSError as exc:
                     raise remote_oserror(exc, path, "read object") from None
                 if not chunk:
                     return
                 sink.write(chunk)
+                if left > 0:
+                    left -= len(chunk)
 
     # ------------------------------------------------------------------ writing
 
@@ -223,6 +277,46 @@ class LocalRemote:
                 os.fsync(out)
         finally:
             os.close(out)
+
+    def put_packs(self, built: list[tuple[str, bytes, int, bytes]]) -> None:
+        """The pack temps are in ``tmp/`` (same file system): write each index as a temp
+        too, one sync barrier (every byte durable), rename each pack then its index into
+        ``packs/``, a second barrier (the names durable). A crash in between can leave a
+        pack without its index, which readers ignore and ``gc`` removes, never the other
+        way round: a reader counts an index only when its pack is there, as long as the
+        index says."""
+        self.prepare()
+        moves: list[tuple[str, str]] = []
+        try:
+            os.makedirs(self.packs_dir, exist_ok=True)
+            for tmp, digest, _size, index in built:
+                name = digest.hex()
+                itmp = os.path.join(self.tmp_dir, f"{name}.idx-{fsutil.tmp_name()}")
+                moves.append((tmp, self.pack_path(name)))
+                fd = os.open(itmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+                try:
+                    fsutil.write_all(fd, index)
+                finally:
+                    os.close(fd)
+                moves.append((itmp, self.pack_path(name, pack.INDEX_SUFFIX)))
+            fsutil.sync_barrier(self.root)
+            for tmp, dest in moves:
+                os.rename(tmp, dest)
+                crash.point("remote-pack-renamed")
+            fsutil.sync_barrier(self.root)
+        except OSError as exc:
+            raise remote_oserror(exc, self.packs_dir, "write packs") from None
+        finally:
+            for tmp, _ in moves:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+        for _tmp, digest, size, index in built:
+            self._shelf.added(pack.PackInfo(digest.hex(), size, time.time(),
+                                            pack.decode_index(index, None)[1]))
+
+    def delete_pack(self, name: str) -> None:
+        _unlink(self.pack_path(name, pack.INDEX_SUFFIX), "delete pack index")
+        _unlink(self.pack_path(name), "delete pack")
 
     def prepare(self) -> None:
         """Create ``tmp/`` and remove stale temps, once per instance."""

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 import xxhash
 
-from . import crash, parallel
+from . import crash, pack, parallel
 from .errors import (
     ConfigError,
     DatavcError,
@@ -42,8 +42,10 @@ from .hashing import Oid
 from .remote_base import (
     MAX_RUN,
     OBJECTS,
+    PACKS,
     RUNS,
     Listed,
+    PackShelf,
     Sink,
     missing,
     object_key,
@@ -126,6 +128,8 @@ class S3Remote:
         self._lock = threading.Lock()
         self._client_obj: Any = None
         self._pool: ThreadPoolExecutor | None = None
+        self.packing = True  # push many small objects as packs
+        self._shelf = PackShelf(self._pack_files, self._read_index, run=self._run)
 
     def __repr__(self) -> str:
         return f"S3Remote({self.describe()!r})"
@@ -190,8 +194,10 @@ class S3Remote:
                 raise
             raise err from None
 
-    def _call(self, method: str, action: str, oid: Oid | None, **kwargs: Any) -> Any:
-        """One client call; every botocore failure becomes a DatavcError."""
+    def _call(self, method: str, action: str, oid: Oid | str | None, **kwargs: Any) -> Any:
+        """One client call; every botocore failure becomes a DatavcError. ``oid`` names
+        what the call is about in messages (an id, or a text such as ``pack <P>``); with
+        one, a missing key is ObjectMissingError."""
         client = self._client()
         try:
             return getattr(client, method)(Bucket=self.bucket, **kwargs)
@@ -201,16 +207,18 @@ class S3Remote:
                 raise
             raise err from None
 
-    def _translate(self, exc: Exception, action: str, oid: Oid | None) -> DatavcError | None:
+    def _translate(self, exc: Exception, action: str,
+                   oid: Oid | str | None) -> DatavcError | None:
         from botocore import exceptions as bx
 
-        what = f"{action} object {oid}" if oid is not None else action
+        thing = f"object {oid}" if isinstance(oid, Oid) else oid
+        what = f"{action} {thing}" if thing is not None else action
         where = self.describe()
         if isinstance(exc, bx.ClientError):
             code = str(exc.response.get("Error", {}).get("Code", ""))
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if oid is not None and code in _MISSING_CODES:
-                return ObjectMissingError(f"object {oid} is not on remote {where}",
+            if thing is not None and code in _MISSING_CODES:
+                return ObjectMissingError(f"{thing} is not on remote {where}",
                                           hint="push it from a clone that has it")
             return RemoteError(f"cannot {what} on {where}: {code or 'error'} (HTTP {status})",
                                hint=_client_hint(code, status))
@@ -262,8 +270,36 @@ class S3Remote:
         """Per-object checks are HEAD requests, listings ListObjectsV2 pages, both run on
         the thread pool. A bucket that does not exist answers HEAD with 404 like a missing
         key, so its objects look missing here; put and listing then raise RemoteError."""
-        return missing(oids, probe=self._exists, list_prefix=self._list_prefix,
-                       page=LIST_PAGE, run=self._run, list_all=self._list_all)
+        packed = self._shelf.get()
+        return missing((o for o in oids if o.digest not in packed), probe=self._exists,
+                       list_prefix=self._list_prefix, page=LIST_PAGE, run=self._run,
+                       list_all=self._list_all)
+
+    def locate(self, oids: Iterable[Oid]) -> dict[Oid, pack.Packed]:
+        return self._shelf.get().locate(oids)
+
+    def _pack_files(self) -> Iterator[tuple[str, int, float]]:
+        for key, item in self._list_items(f"{PACKS}/"):
+            yield key[len(PACKS) + 1:], _int(item.get("Size")), _stored(item)
+
+    def _read_index(self, name: str) -> bytes:
+        got = _Collect(pack.MAX_INDEX)
+        try:
+            self._get_key(self._pack_key(name, pack.INDEX_SUFFIX), f"pack index {name}", got)
+        except ObjectMissingError:
+            return b""
+        return b"".join(got.parts)
+
+    def _pack_key(self, name: str, suffix: str = pack.PACK_SUFFIX) -> str:
+        return f"{self._base}{PACKS}/{name}{suffix}"
+
+    def iter_packs(self, *, on_junk: Callable[[str], object] | None = None
+                   ) -> list[pack.PackInfo]:
+        return self._shelf.scan(on_junk)
+
+    def read_range(self, name: str, start: int, length: int, sink: Sink) -> None:
+        if length > 0:
+            self._get_key(self._pack_key(name), f"pack {name}", sink, start, length)
 
     def _exists(self, oid: Oid) -> bool:
         try:
@@ -316,17 +352,29 @@ class S3Remote:
         """Streams the body; a connection broken mid-body resumes with a Range request
         from the last byte written (the key names immutable content), ``max_attempts``
         times in all. A body that fails the store's own checksum (botocore checks it when
-        the store sends one) raises IntegrityError: the caller may try once more."""
+        the store sends one) raises IntegrityError: the caller may try once more. A packed
+        object is a ranged read of its pack."""
+        at = self._shelf.get().where.get(oid.digest)
+        if at is not None:
+            with contextlib.suppress(ObjectMissingError):  # the pack gone: maybe loose too
+                self.read_range(at.pack, at.offset, at.size, sink)
+                return
+        self._get_key(self._key(oid), f"object {oid}", sink)
+
+    def _get_key(self, key: str, what: str, sink: Sink, start: int = 0,
+                 length: int = -1) -> None:
+        """Bytes ``[start, start + length)`` of ``key`` (``length`` -1: to the end)."""
         done, broken = 0, 0
         while True:
-            extra = {"Range": f"bytes={done}-"} if done else {}
-            resp = self._call("get_object", "download", oid, Key=self._key(oid), **extra)
+            end = "" if length < 0 else str(start + length - 1)
+            extra = {"Range": f"bytes={start + done}-{end}"} if done or start or end else {}
+            resp = self._call("get_object", "download", what, Key=key, **extra)
             body = resp["Body"]
-            if done and not str(resp.get("ContentRange", "")).startswith(f"bytes {done}-"):
+            if extra and not str(resp.get("ContentRange", "")).startswith(
+                    f"bytes {start + done}-"):
                 body.close()
-                raise RemoteError(f"cannot resume the download of object {oid} from "
-                                  f"{self.describe()}: the store ignored the Range request",
-                                  hint="run the command again")
+                raise RemoteError(f"cannot download {what} from {self.describe()}: the store "
+                                  f"ignored the Range request", hint="run the command again")
             try:
                 done, error = _drain(body, sink, done)
             finally:
@@ -337,34 +385,60 @@ class S3Remote:
                 # the whole body arrived and failed the store's checksum: damaged bytes, not
                 # a broken connection (resuming would ask for a range past the end)
                 raise IntegrityError(
-                    f"object {oid} arrived from {self.describe()} with other content (the "
+                    f"{what} arrived from {self.describe()} with other content (the "
                     f"store's checksum did not match); it was not stored",
                     hint="run the command again; if it keeps failing, push the object again "
                          "from a clone that has it")
             broken += 1
             if broken >= self.max_attempts:
-                raise RemoteError(f"cannot download object {oid} from {self.describe()}: "
+                raise RemoteError(f"cannot download {what} from {self.describe()}: "
                                   f"connection broken {broken} times ({type(error).__name__})",
                                   hint="check the network, then run the command again")
 
     # ------------------------------------------------------------------ writing
 
     def put(self, oid: Oid, path: str, size: int) -> None:
+        self._put_file(self._key(oid), oid, path, size)
+
+    def put_packs(self, built: list[tuple[str, bytes, int, bytes]]) -> None:
+        """Each pack is uploaded (and verified, as an object is), then its index: a PUT is
+        visible and durable when acknowledged, so the index never comes first."""
+
+        def one(item: tuple[str, bytes, int, bytes]) -> None:
+            tmp, digest, size, index = item
+            name = digest.hex()
+            self._put_file(self._pack_key(name), Oid(digest), tmp, size)
+            crash.point("remote-pack-put")
+            self._call("put_object", "upload", f"pack index {name}",
+                       Key=self._pack_key(name, pack.INDEX_SUFFIX), Body=index)
+            self._shelf.added(pack.PackInfo(name, size, time.time(),
+                                            pack.decode_index(index, None)[1]))
+
+        for _ in self._run(one, built):
+            pass
+
+    def delete_pack(self, name: str) -> None:
+        for suffix in (pack.INDEX_SUFFIX, pack.PACK_SUFFIX):
+            with contextlib.suppress(ObjectMissingError):
+                self._call("delete_object", "delete", f"pack {name}",
+                           Key=self._pack_key(name, suffix))
+
+    def _put_file(self, key: str, oid: Oid, path: str, size: int) -> None:
         try:
             f = open(path, "rb")  # noqa: SIM115 - closed below
         except OSError as exc:
             raise from_oserror(exc, path, "read") from None
         with f:
             if size >= self.multipart_threshold:
-                self._put_multipart(oid, f, path, size)
+                self._put_multipart(key, oid, f, path, size)
             elif size >= STREAM_PUT:
-                self._put_streamed(oid, f, path, size)
+                self._put_streamed(key, oid, f, path, size)
             else:
                 data = _read(f, size + 1, path)
                 self._verify(oid, path, xxhash.xxh3_128_digest(data), len(data), size)
-                self._call("put_object", "upload", oid, Key=self._key(oid), Body=data)
+                self._call("put_object", "upload", oid, Key=key, Body=data)
 
-    def _put_streamed(self, oid: Oid, f: IO[bytes], path: str, size: int) -> None:
+    def _put_streamed(self, key: str, oid: Oid, f: IO[bytes], path: str, size: int) -> None:
         """One PUT whose body is read from the file as it is sent (memory stays at a
         chunk, not the file). The file is hashed first, so nothing unverified is sent; the
         bytes sent are hashed again on the way and, should they differ (the file changed in
@@ -376,16 +450,15 @@ class S3Remote:
         self._verify(oid, path, hasher.digest(), got, size)
         f.seek(0)
         body = _HashingReader(f, size)
-        self._call("put_object", "upload", oid, Key=self._key(oid), Body=body,
-                   ContentLength=size)
+        self._call("put_object", "upload", oid, Key=key, Body=body, ContentLength=size)
         if body.clean and (body.hasher.digest() != oid.digest or body.got != size):
-            self.delete(oid)
+            with contextlib.suppress(ObjectMissingError):
+                self._call("delete_object", "delete", oid, Key=key)
             raise IntegrityError(f"'{path}' changed while it was uploaded as object {oid}; "
                                  f"the upload to {self.describe()} was removed",
                                  hint="run `datavc fsck`, then push again")
 
-    def _put_multipart(self, oid: Oid, f: IO[bytes], path: str, size: int) -> None:
-        key = self._key(oid)
+    def _put_multipart(self, key: str, oid: Oid, f: IO[bytes], path: str, size: int) -> None:
         upload = self._call("create_multipart_upload", "start upload of", oid, Key=key)
         ids = {"Key": key, "UploadId": upload["UploadId"]}
         part_size = max(self.part_size, math.ceil(size / MAX_PARTS / MIB) * MIB)
@@ -463,6 +536,21 @@ class S3Remote:
         with contextlib.suppress(ObjectMissingError):
             self._call("delete_object", "delete run-cache entry", key,
                        Key=self._base + object_key(key, RUNS))
+
+
+class _Collect:
+    """A sink that keeps what it is given, up to ``limit`` bytes (PackError beyond)."""
+
+    def __init__(self, limit: int) -> None:
+        self.parts: list[bytes] = []
+        self.left = limit
+
+    def write(self, data: bytes, /) -> int:
+        self.left -= len(data)
+        if self.left < 0:
+            raise pack.PackError("longer than an index may be")
+        self.parts.append(bytes(data))
+        return len(data)
 
 
 class _HashingReader:

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import xxhash
 
-from . import crash, listing, parallel
+from . import crash, fsutil, listing, pack, parallel
 from .errors import (
     IntegrityError,
     InvalidInputError,
@@ -174,6 +174,10 @@ def push(store: ObjectStore, remote: Remote, roots: list[Root], *, jobs: int,
         reporter.advance(1, sizes[oid])
 
     def put_all(oids: list[Oid]) -> None:
+        small = [o for o in oids if sizes[o] <= pack.SMALL]
+        if remote.packing and len(small) >= pack.MIN_OBJECTS:
+            _put_packed(store, remote, small, sizes, out, reporter, jobs)
+            oids = [o for o in oids if sizes[o] > pack.SMALL]
         if isinstance(remote, LocalRemote) and len(oids) >= parallel.MIN_FILES_FOR_POOL:
             _put_local(store, remote, oids, sizes, out, reporter)
         else:
@@ -213,14 +217,7 @@ def _put_local(store: ObjectStore, remote: LocalRemote, oids: list[Oid],
     bad = [(o, r.error) for o, r in zip(oids, results, strict=True) if r.error]
     try:
         if bad:
-            oid, error = bad[0]
-            if error == "corrupt":
-                raise IntegrityError(f"cache object {oid} does not hold its id: not uploaded "
-                                     f"to {remote.describe()}",
-                                     hint="run `datavc fsck` to find and repair corrupt "
-                                          "cache objects")
-            raise ObjectMissingError(f"cache object {oid} disappeared during the push",
-                                     hint="run the command again")
+            _refuse(remote, *bad[0])
         try:
             parallel.publish(dest, jobs=parallel.default_jobs())
         except OSError as exc:
@@ -231,6 +228,56 @@ def _put_local(store: ObjectStore, remote: LocalRemote, oids: list[Oid],
                 os.unlink(tmp)
     for r in results:
         out.moved(r.size)
+
+
+def _refuse(remote: Remote, oid: Oid, error: str | None) -> None:
+    """Stop a push at a cache object that could not be read as its id."""
+    if error == "corrupt":
+        raise IntegrityError(f"cache object {oid} does not hold its id: not uploaded "
+                             f"to {remote.describe()}",
+                             hint="run `datavc fsck` to find and repair corrupt cache objects")
+    raise ObjectMissingError(f"cache object {oid} disappeared during the push",
+                             hint="run the command again")
+
+
+def _put_packed(store: ObjectStore, remote: Remote, oids: list[Oid], sizes: dict[Oid, int],
+                out: Transfer, reporter: Reporter, jobs: int) -> None:
+    """Many small objects as packs (:mod:`datavc.pack`): a few files or requests instead
+    of one per object. The packs are written from the cache, each object verified as it is
+    read, by worker processes (into the remote's ``tmp/`` for a directory remote, which then
+    renames them into place; into the cache's ``tmp/`` for S3, uploaded from there)."""
+    local = isinstance(remote, LocalRemote)
+    tmp_dir = store.tmp_dir
+    if isinstance(remote, LocalRemote):
+        remote.prepare()
+        tmp_dir = remote.tmp_dir
+    groups = [[(store.path(Oid(d)), d, n) for d, n in g]
+              for g in pack.groups(sorted((o.digest, sizes[o]) for o in oids))]
+    built = parallel.build_packs(groups, tmp_dir, jobs=parallel.default_jobs(),
+                                 progress=reporter.advance if local else None)
+    try:
+        for b in built:
+            if b.problems:
+                _refuse(remote, Oid(b.problems[0][0]), b.problems[0][1])
+        ready = [(b.tmp, b.digest, b.size, pack.encode_index(b.digest, b.entries))
+                 for b in built if b.tmp]
+        if local:
+            remote.put_packs(ready)
+        else:
+            def put(item: tuple[str, bytes, int, bytes]) -> None:
+                remote.put_packs([item])
+                reporter.advance(len(pack.decode_index(item[3], None)[1]) // pack.ENTRY.size,
+                                 item[2])
+
+            _run(jobs, put, ready)
+    finally:
+        for b in built:
+            if b.tmp:
+                with contextlib.suppress(OSError):
+                    os.unlink(b.tmp)
+    for b in built:
+        for _, size in b.entries:
+            out.moved(size)
 
 
 def _batched(remote: Remote, work: Callable[[], object]) -> None:
@@ -336,11 +383,19 @@ def fetch(store: ObjectStore, remote: Remote, roots: list[Root], *, jobs: int,
     reporter.begin(f"Fetching from {remote.describe()}", len(need), total)
     tries: dict[Oid, int] = {}
     try:
-        if isinstance(remote, LocalRemote) and len(need) >= parallel.MIN_FILES_FOR_POOL:
-            need = _get_local(store, remote, need, total, out, reporter)
-            tries = dict.fromkeys(need, 1)  # arrived corrupt once: one more try
+        loose = need
+        located = remote.locate(need) if need else {}
+        if len(located) >= pack.MIN_OBJECTS:
+            # arrived corrupt once (or the pack was gone): one more try, one by one
+            tries = dict.fromkeys(_get_packed(store, remote, located, out, reporter, jobs), 1)
+            loose = [o for o in need if o not in located]
+        if isinstance(remote, LocalRemote) and len(loose) >= parallel.MIN_FILES_FOR_POOL:
+            more = _get_local(store, remote, loose, sum(files[o] for o in loose), out,
+                              reporter)
+            tries.update(dict.fromkeys(more, 1))  # arrived corrupt once: one more try
+            loose = []
         _run(jobs, lambda oid: _download(store, remote, oid, out, reporter,
-                                         tries=tries.get(oid, 2)), need)
+                                         tries=tries.get(oid, 2)), [*loose, *tries])
     finally:
         reporter.end()
     return out
@@ -420,6 +475,73 @@ def _get_local(store: ObjectStore, remote: LocalRemote, oids: list[Oid], total_b
                 store.pending.append(r.tmp)
             out.moved(r.size)
     return again
+
+
+ROUND = 256 << 20
+"""Bytes of pack ranges an S3 fetch downloads (into temp files) before cutting them up."""
+
+
+def _get_packed(store: ObjectStore, remote: Remote, located: dict[Oid, pack.Packed],
+                out: Transfer, reporter: Reporter, jobs: int) -> list[Oid]:
+    """Fetch packed objects by ranged reads of their packs (nearby objects in one read),
+    then cut each object out, verify it and stage it in the cache, in worker processes
+    (:func:`datavc.parallel.unpack_objects`). A directory remote's packs are read in place;
+    S3 ranges are downloaded into temp files in the cache's ``tmp/`` first, a round of at
+    most ROUND bytes at a time. Returns the objects that arrived damaged or whose pack was
+    gone, for one more try one by one."""
+    by_digest = {o.digest: o for o in located}
+    local = isinstance(remote, LocalRemote)
+    rounds: list[list[pack.Read]] = [[]]
+    held = 0
+    for r in pack.plan_reads(located):
+        if rounds[-1] and held + r.length > ROUND and not local:
+            rounds.append([])
+            held = 0
+        rounds[-1].append(r)
+        held += r.length
+    again: list[Oid] = []
+    for reads in rounds:
+        temps: list[str] = []
+        try:
+            if isinstance(remote, LocalRemote):
+                items = [(remote.pack_path(r.pack), r.start + off, n, d)
+                         for r in reads for d, off, n in r.objects]
+            else:
+                temps = [os.path.join(store.tmp_dir, f"range-{fsutil.tmp_name()}")
+                         for _ in reads]
+                _run(jobs, lambda job: _download_range(remote, *job),
+                     list(zip(reads, temps, strict=True)))
+                items = [(tmp, off, n, d) for r, tmp in zip(reads, temps, strict=True)
+                         for d, off, n in r.objects]
+            results = parallel.unpack_objects(items, store.objects_dir, store.tmp_dir,
+                                              sum(n for _, _, n, _ in items),
+                                              jobs=parallel.default_jobs(),
+                                              progress=reporter.advance)
+        finally:
+            for tmp in temps:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+        for (_, _, _, digest), got in zip(items, results, strict=True):
+            if got.error:
+                again.append(by_digest[digest])
+                continue
+            if got.tmp:
+                store.pending.append(got.tmp)
+            out.moved(got.size)
+    return again
+
+
+def _download_range(remote: Remote, read: pack.Read, tmp: str) -> None:
+    """One ranged read of a pack into a new file ``tmp``; a pack that is gone leaves no
+    file (its objects then count as missing and are tried one by one)."""
+    try:
+        with open(tmp, "xb") as f:
+            remote.read_range(read.pack, read.start, read.length, f)
+    except ObjectMissingError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    except OSError as exc:
+        raise from_oserror(exc, tmp, "write") from None
 
 
 def _download(store: ObjectStore, remote: Remote, oid: Oid, out: Transfer,

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.func.helpers import ok
+
 
 @pytest.fixture
 def root(scm: Path, repo) -> Path:
@@ -25,3 +27,19 @@ def outside(tmp_path: Path) -> Path:
     (out / "x").write_text("sentinel x\n")
     (out / "y").write_text("sentinel y\n")
     return out
+
+
+@pytest.fixture(params=["dir", "s3"])
+def remote(request, root, run, tmp_path) -> dict:
+    """A default remote named `storage`, of each kind; returns how to inspect it."""
+    if request.param == "dir":
+        where = tmp_path / "remote"
+        ok(run("remote", "add", "storage", str(where), "--default"))
+        return {"kind": "dir", "path": where}
+    bucket = request.getfixturevalue("s3_bucket")
+    endpoint = request.getfixturevalue("s3_server")
+    ok(run("remote", "add", "storage", f"s3://{bucket}/proj", "--default"))
+    ok(run("remote", "modify", "storage", "endpoint_url", endpoint))
+    ok(run("remote", "modify", "storage", "--local", "access_key_id", "testing"))
+    ok(run("remote", "modify", "storage", "--local", "secret_access_key", "testing"))
+    return {"kind": "s3", "bucket": bucket, "client": request.getfixturevalue("s3_client")}

@@ -15,7 +15,7 @@ from tests.conftest import gen, git
 from tests.func.helpers import fails, ok
 from tests.func.test_pipeline import CAT, stage
 from tests.func.test_runcache import log_lines, statuses
-from tests.func.test_transfer import clone_of, remote  # noqa: F401
+from tests.func.test_transfer import clone_of
 from tests.s3server import aws_env, s3_bucket, s3_client, s3_server  # noqa: F401
 
 

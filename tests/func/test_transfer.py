@@ -25,22 +25,6 @@ DATA = {"a": "alpha\n", "sub": {"b": "beta\n", "deep": {"c": "gamma\n"}}, "empty
         "big": "x" * 300_000}
 
 
-@pytest.fixture(params=["dir", "s3"])
-def remote(request, root, run, tmp_path) -> dict:
-    """A default remote named `storage`, of each kind; returns how to inspect it."""
-    if request.param == "dir":
-        where = tmp_path / "remote"
-        ok(run("remote", "add", "storage", str(where), "--default"))
-        return {"kind": "dir", "path": where}
-    bucket = request.getfixturevalue("s3_bucket")
-    endpoint = request.getfixturevalue("s3_server")
-    ok(run("remote", "add", "storage", f"s3://{bucket}/proj", "--default"))
-    ok(run("remote", "modify", "storage", "endpoint_url", endpoint))
-    ok(run("remote", "modify", "storage", "--local", "access_key_id", "testing"))
-    ok(run("remote", "modify", "storage", "--local", "secret_access_key", "testing"))
-    return {"kind": "s3", "bucket": bucket, "client": request.getfixturevalue("s3_client")}
-
-
 def remote_ids(remote) -> set[str]:
     if remote["kind"] == "dir":
         return {p.parent.name + p.name for p in (remote["path"] / "objects").glob("*/*")}
@@ -254,13 +238,16 @@ def test_push_of_a_sub_path_pushes_its_subtree_but_no_listing_above_it(root, run
 
 
 # A directory remote with many objects goes through worker processes (parallel.copy_objects)
+# when it stores each object on its own (pack = false; packs: tests/func/test_packs.py)
 MANY = {f"d{i // 100}": {f"f{i:04d}": f"file {i}\n" * (i % 7 + 1) for i in range(i, i + 100)}
         for i in range(0, 700, 100)}
 
 
-def dir_remote(root, run, tmp_path) -> Path:
+def dir_remote(root, run, tmp_path, *, pack: bool = False) -> Path:
     where = tmp_path / "remote"
     ok(run("remote", "add", "storage", str(where), "--default"))
+    if not pack:
+        ok(run("remote", "modify", "storage", "pack", "false"))
     return where
 
 

@@ -20,7 +20,7 @@ PKG = Path(datavc.__file__).parent
 ORDER = [
     "errors", "crash", "report",  # leaves: exceptions, crash points, the reporter interface
     "hashing", "paths", "fsutil", "lock",
-    "objects", "listing", "manifest",
+    "objects", "listing", "pack", "manifest",
     "state", "parallel", "tree", "treediff", "merge", "reader", "gc", "fsck",
     "links", "workspace",
     "scm", "hooks", "audit", "config", "trust",

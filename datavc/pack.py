@@ -1,0 +1,225 @@
+"""Packs: many small objects in one file on a remote, so a push or pull of 100k small files
+costs a few hundred requests and file creations instead of 100k (docs/format.md, Packs).
+
+A pack is the plain concatenation of its objects' bytes; its index says which objects, in
+order, and how long each is, so offsets are the running sums of the sizes::
+
+    packs/<P>.pack    the objects' bytes; <P> is the XXH3-128 of these bytes (32 hex)
+    packs/<P>.idx     body ++ XXH3-128(body), body = canonical msgpack of
+                      ["datavc.pack", 1, <P as 16 bytes>, <entries: n x (16-byte id, u64 size)>]
+
+A reader counts a pack only when both files are there and the ``.pack`` is as long as its
+index says; every object read out of a pack is still verified against its own id. This
+module is the format alone: encoding, the hostile-input decoder, the in-memory set of a
+remote's packs and the planning of ranged reads. The remotes store and read the files.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import msgpack
+import xxhash
+
+from .errors import UnknownFormatError
+from .hashing import DIGEST_SIZE, Oid
+
+MAGIC = "datavc.pack"
+VERSION = 1
+PACK_SUFFIX = ".pack"
+INDEX_SUFFIX = ".idx"
+ENTRY = struct.Struct(">16sQ")  # id, size
+MAX_ENTRIES = 1_000_000
+MAX_PACK = 1 << 30  # a reader refuses a bigger pack (writers make TARGET-sized ones)
+MAX_OBJECT = 16 << 20  # nor an index entry bigger than this: readers hold one in memory
+MAX_INDEX = 64 + ENTRY.size * MAX_ENTRIES + DIGEST_SIZE
+
+# what datavc writes (a writer's choice, not part of the format)
+SMALL = 1 << 20  # objects up to this size go into packs ...
+MIN_OBJECTS = 64  # ... when a push has at least this many of them; fewer go one by one
+TARGET = 8 << 20  # a pack is closed once it holds this many bytes (a single streamed PUT)
+MOST_OBJECTS = 10_000  # or this many objects
+GAP = 256 << 10  # a ranged read spans a gap of unwanted bytes up to this long ...
+MOST_READ = 64 << 20  # ... and is at most this long
+
+
+class Packed(NamedTuple):
+    """Where one object is: its pack (32 hex), offset and size."""
+
+    pack: str
+    offset: int
+    size: int
+
+
+class PackError(Exception):
+    """An index that cannot be used (damaged, or not the index of its pack)."""
+
+
+def encode_index(pack_digest: bytes, entries: Iterable[tuple[bytes, int]]) -> bytes:
+    """The index file of a pack holding ``entries`` (id digest, size) in this order."""
+    blob = b"".join(ENTRY.pack(d, s) for d, s in entries)
+    body = msgpack.packb([MAGIC, VERSION, pack_digest, blob], use_bin_type=True)
+    return body + xxhash.xxh3_128_digest(body)
+
+
+def decode_index(data: bytes, name: str | None) -> tuple[bytes, bytes]:
+    """``(pack digest, entries blob)`` of an index file, checked: the trailer matches the
+    body, the body is the canonical encoding, ``name`` (32 hex, when given) is the pack it
+    names, the entries are whole, unique, at most MAX_ENTRIES and MAX_OBJECT each, and sum
+    to at most MAX_PACK. PackError when damaged; UnknownFormatError (exit 6) for an index of
+    another format version (a newer datavc wrote it)."""
+    if len(data) > MAX_INDEX or len(data) < DIGEST_SIZE:
+        raise PackError(f"{len(data)} bytes")
+    body, trailer = data[:-DIGEST_SIZE], data[-DIGEST_SIZE:]
+    if xxhash.xxh3_128_digest(body) != trailer:
+        raise PackError("its checksum does not match")
+    try:
+        obj = msgpack.unpackb(body, use_list=True, raw=False, strict_map_key=True,
+                              max_bin_len=MAX_INDEX, max_str_len=64, max_array_len=4,
+                              max_map_len=0, max_ext_len=0)
+    except Exception as exc:
+        raise PackError(f"not msgpack ({type(exc).__name__})") from None
+    if not isinstance(obj, list) or len(obj) < 2 or obj[0] != MAGIC:
+        raise PackError("not a pack index")
+    if obj[1] != VERSION or type(obj[1]) is not int:
+        raise UnknownFormatError(f"pack index {name or ''} has format version {obj[1]!r}; "
+                                 f"this datavc reads version {VERSION}",
+                                 hint="upgrade datavc to use this remote")
+    if len(obj) != 4 or not isinstance(obj[2], bytes) or not isinstance(obj[3], bytes):
+        raise PackError("malformed")
+    digest, blob = obj[2], obj[3]
+    if len(digest) != DIGEST_SIZE or (name is not None and digest.hex() != name):
+        raise PackError("it names another pack")
+    if msgpack.packb(obj, use_bin_type=True) != body:
+        raise PackError("not in canonical form")
+    n, rest = divmod(len(blob), ENTRY.size)
+    if rest or not 0 < n <= MAX_ENTRIES:
+        raise PackError("its entries are cut")
+    ids, total = set(), 0
+    for d, s in ENTRY.iter_unpack(blob):
+        if s > MAX_OBJECT:
+            raise PackError(f"an entry of {s} bytes")
+        total += s
+        ids.add(d)
+    if len(ids) != n or total > MAX_PACK:
+        raise PackError("duplicate entries or too big")
+    return digest, blob
+
+
+def iter_entries(blob: bytes) -> Iterable[tuple[bytes, int]]:
+    return ENTRY.iter_unpack(blob)
+
+
+def is_pack_name(text: str) -> bool:
+    return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
+
+
+NO_INDEX = "no index"
+NO_PACK = "no pack"
+DAMAGED = "damaged index"
+
+
+@dataclass
+class PackInfo:
+    """One pack as a remote lists it, with its index's entries, or None and the
+    ``problem`` that makes it unusable."""
+
+    name: str
+    size: int
+    stored: float
+    entries: bytes | None = None
+    problem: str | None = None
+
+    def objects(self) -> Iterable[tuple[bytes, int, int]]:
+        """(digest, offset, size) of each object in it."""
+        offset = 0
+        for d, s in iter_entries(self.entries or b""):
+            yield d, offset, s
+            offset += s
+
+
+@dataclass
+class PackSet:
+    """A remote's usable packs and where each packed object is. Thread-safe to read while
+    :meth:`add` runs (a dict update per object)."""
+
+    packs: dict[str, PackInfo] = field(default_factory=dict)
+    where: dict[bytes, Packed] = field(default_factory=dict)
+    damaged: list[str] = field(default_factory=list)  # index files that could not be used
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, info: PackInfo) -> None:
+        with self._lock:
+            self.packs[info.name] = info
+            for d, off, s in info.objects():
+                self.where.setdefault(d, Packed(info.name, off, s))
+
+    def __contains__(self, digest: object) -> bool:
+        return digest in self.where
+
+    def locate(self, oids: Iterable[Oid]) -> dict[Oid, Packed]:
+        where = self.where
+        return {o: where[o.digest] for o in oids if o.digest in where}
+
+
+class Read(NamedTuple):
+    """One ranged read of a pack: ``[start, start + length)`` and the objects in it, as
+    (digest, offset from ``start``, size)."""
+
+    pack: str
+    start: int
+    length: int
+    objects: list[tuple[bytes, int, int]]
+
+
+def plan_reads(located: dict[Oid, Packed], *, gap: int = GAP, most: int = MOST_READ
+               ) -> list[Read]:
+    """Ranged reads that cover ``located``: per pack, objects in offset order, merged into
+    one read while the bytes between them are at most ``gap`` and the read at most
+    ``most`` long (a whole pack wanted is one read when it fits)."""
+    by_pack: dict[str, list[Packed]] = {}
+    digest_of: dict[Packed, bytes] = {}
+    for oid, p in located.items():
+        by_pack.setdefault(p.pack, []).append(p)
+        digest_of[p] = oid.digest
+    reads: list[Read] = []
+    for name in sorted(by_pack):
+        run: list[Packed] = []
+        for p in sorted(by_pack[name], key=lambda p: p.offset):
+            if run and (p.offset - (run[-1].offset + run[-1].size) > gap
+                        or p.offset + p.size - run[0].offset > most):
+                reads.append(_read(name, run, digest_of))
+                run = []
+            run.append(p)
+        if run:
+            reads.append(_read(name, run, digest_of))
+    return reads
+
+
+def _read(name: str, run: list[Packed], digest_of: dict[Packed, bytes]) -> Read:
+    start = run[0].offset
+    end = max(p.offset + p.size for p in run)
+    return Read(name, start, end - start, [(digest_of[p], p.offset - start, p.size)
+                                           for p in run])
+
+
+def groups(items: list[tuple[bytes, int]], *, target: int = TARGET,
+           most: int = MOST_OBJECTS) -> list[list[tuple[bytes, int]]]:
+    """Split (digest, size) items, in order, into packs of about ``target`` bytes and at
+    most ``most`` objects."""
+    out: list[list[tuple[bytes, int]]] = []
+    cur: list[tuple[bytes, int]] = []
+    nbytes = 0
+    for item in items:
+        if cur and (nbytes + item[1] > target or len(cur) >= most):
+            out.append(cur)
+            cur, nbytes = [], 0
+        cur.append(item)
+        nbytes += item[1]
+    if cur:
+        out.append(cur)
+    return out
