@@ -4,9 +4,14 @@ costs a few hundred requests and file creations instead of 100k (docs/format.md,
 A pack is the plain concatenation of its objects' bytes; its index says which objects, in
 order, and how long each is, so offsets are the running sums of the sizes::
 
-    packs/<P>.pack    the objects' bytes; <P> is the XXH3-128 of these bytes (32 hex)
+    packs/<P>.pack    the objects' bytes
     packs/<P>.idx     body ++ XXH3-128(body), body = canonical msgpack of
-                      ["datavc.pack", 1, <P as 16 bytes>, <entries: n x (16-byte id, u64 size)>]
+                      ["datavc.pack", 1, <XXH3-128 of the .pack>, <entries>],
+                      entries = n x (16-byte id, u64 size)
+
+<P> is the XXH3-128 of the entries (32 hex): they determine the pack's bytes, so two writers
+of one name write the same two files (a name from the pack's bytes alone would not do: with
+an empty object, [A, empty, B] and [A, B] are the same bytes).
 
 A reader counts a pack only when both files are there and the ``.pack`` is as long as its
 index says; every object read out of a pack is still verified against its own id. This
@@ -25,7 +30,7 @@ from typing import NamedTuple
 import msgpack
 import xxhash
 
-from .errors import UnknownFormatError
+from .errors import RemoteError, UnknownFormatError
 from .hashing import DIGEST_SIZE, Oid
 
 MAGIC = "datavc.pack"
@@ -37,6 +42,7 @@ MAX_ENTRIES = 1_000_000
 MAX_PACK = 1 << 30  # a reader refuses a bigger pack (writers make TARGET-sized ones)
 MAX_OBJECT = 16 << 20  # nor an index entry bigger than this: readers hold one in memory
 MAX_INDEX = 64 + ENTRY.size * MAX_ENTRIES + DIGEST_SIZE
+MAX_PACKED = 2_000_000  # packed objects a reader keeps in memory, over all packs (~400 MB)
 
 # what datavc writes (a writer's choice, not part of the format)
 SMALL = 1 << 20  # objects up to this size go into packs ...
@@ -66,10 +72,15 @@ def encode_index(pack_digest: bytes, entries: Iterable[tuple[bytes, int]]) -> by
     return body + xxhash.xxh3_128_digest(body)
 
 
+def index_name(index: bytes) -> str:
+    """The pack name an index (one datavc wrote) gives its two files."""
+    return xxhash.xxh3_128_hexdigest(decode_index(index, None)[1])
+
+
 def decode_index(data: bytes, name: str | None) -> tuple[bytes, bytes]:
     """``(pack digest, entries blob)`` of an index file, checked: the trailer matches the
-    body, the body is the canonical encoding, ``name`` (32 hex, when given) is the pack it
-    names, the entries are whole, unique, at most MAX_ENTRIES and MAX_OBJECT each, and sum
+    body, the body is the canonical encoding, ``name`` (32 hex, when given) is the hash of
+    its entries, the entries are whole, unique, at most MAX_ENTRIES and MAX_OBJECT each, and sum
     to at most MAX_PACK. PackError when damaged; UnknownFormatError (exit 6) for an index of
     another format version (a newer datavc wrote it)."""
     if len(data) > MAX_INDEX or len(data) < DIGEST_SIZE:
@@ -92,8 +103,10 @@ def decode_index(data: bytes, name: str | None) -> tuple[bytes, bytes]:
     if len(obj) != 4 or not isinstance(obj[2], bytes) or not isinstance(obj[3], bytes):
         raise PackError("malformed")
     digest, blob = obj[2], obj[3]
-    if len(digest) != DIGEST_SIZE or (name is not None and digest.hex() != name):
-        raise PackError("it names another pack")
+    if len(digest) != DIGEST_SIZE:
+        raise PackError("malformed")
+    if name is not None and xxhash.xxh3_128_hexdigest(blob) != name:
+        raise PackError("it is the index of another pack")
     if msgpack.packb(obj, use_bin_type=True) != body:
         raise PackError("not in canonical form")
     n, rest = divmod(len(blob), ENTRY.size)
@@ -154,6 +167,11 @@ class PackSet:
 
     def add(self, info: PackInfo) -> None:
         with self._lock:
+            if len(self.where) + len(info.entries or b"") // ENTRY.size > MAX_PACKED:
+                raise RemoteError(f"the remote's packs list more than {MAX_PACKED:,} objects, "
+                                  f"more than this datavc reads (the memory is bounded)",
+                                  hint="store objects loose on this remote (`pack = false`) "
+                                       "or ask its maintainers")
             self.packs[info.name] = info
             for d, off, s in info.objects():
                 self.where.setdefault(d, Packed(info.name, off, s))

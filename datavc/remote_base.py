@@ -84,21 +84,22 @@ class Remote(Protocol):
         raises ObjectMissingError; a pack shorter than the range writes fewer bytes."""
         ...
 
-    def put_packs(self, built: list[tuple[str, bytes, int, bytes]]) -> None:
-        """Store packs: each ``(temp file, pack digest, size, index bytes)``, the temp file
-        a pack written by :func:`datavc.parallel.build_packs` (in :meth:`pack_tmp_dir` when
-        the remote has one). Each ``.pack`` is durable and visible before its ``.idx`` is,
-        so a reader never sees an index without its pack. Once this returns, :meth:`missing`
-        counts their objects as stored. The caller removes the temp files that remain."""
+    def put_packs(self, built: list[tuple[str, bytes]]) -> None:
+        """Store packs: each ``(temp file, index bytes)``, the temp file a pack written by
+        :func:`datavc.parallel.build_packs` (a directory remote's in its ``tmp/``, so that it
+        can be renamed into place), under the name :func:`pack.index_name` gives. Each
+        ``.pack`` is durable and visible before its ``.idx`` is, so a reader never sees an
+        index without its pack. Once this returns, :meth:`missing` counts their objects as
+        stored. The caller removes the temp files that remain."""
         ...
 
     def iter_packs(self, *, on_junk: Callable[[str], object] | None = None
                    ) -> list[pack.PackInfo]:
         """Every pack on the remote, read afresh: usable ones with their entries, and the
         others with ``entries`` None and a ``problem``: a ``.pack`` without ``.idx`` (an
-        interrupted push), an ``.idx`` without its ``.pack`` (an interrupted delete), or a
-        damaged index (or one that does not fit its pack). Other names under ``packs/`` go
-        to ``on_junk``."""
+        interrupted push), an ``.idx`` without its ``.pack`` (a pack removed by hand), or a
+        damaged index (or one that does not fit its pack). Other names under ``packs/``, and
+        anything there that is not a regular file, go to ``on_junk``."""
         ...
 
     def delete_pack(self, name: str) -> None:
@@ -217,8 +218,8 @@ class PackShelf:
         indexes: dict[str, float] = {}
         for name, size, stored in self._files():
             stem, dot, suffix = name.partition(".")
-            if not pack.is_pack_name(stem) or f"{dot}{suffix}" not in (pack.PACK_SUFFIX,
-                                                                       pack.INDEX_SUFFIX):
+            if size < 0 or not pack.is_pack_name(stem) or f"{dot}{suffix}" not in (
+                    pack.PACK_SUFFIX, pack.INDEX_SUFFIX):
                 if on_junk is not None:
                     on_junk(f"{PACKS}/{name}")
             elif f"{dot}{suffix}" == pack.PACK_SUFFIX:

@@ -9,6 +9,7 @@ machine may still be writing a younger one: the directory can be shared).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import threading
@@ -19,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 from . import crash, fsutil, pack
 from .errors import ConfigError, IntegrityError, ObjectMissingError, RemoteError, from_oserror
 from .hashing import Oid
-from .objects import copy_and_hash
+from .objects import clear_dir, copy_and_hash
 from .remote_base import (
     FANOUT,
     MAX_RUN,
@@ -92,14 +93,24 @@ class LocalRemote:
                 yield name, st.st_size, max(st.st_mtime, st.st_ctime)
 
     def _read_index(self, name: str) -> bytes:
+        """The index file's bytes (bounded), or b"" when it is gone or not a regular file
+        (a FIFO there must not block the reader)."""
         path = self.pack_path(name, pack.INDEX_SUFFIX)
         try:
-            with open(path, "rb") as f:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENXIO):
+                return b""
+            raise remote_oserror(exc, path, "read pack index") from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return b""
+            with os.fdopen(fd, "rb", closefd=False) as f:
                 return fsutil.read_limited(f, pack.MAX_INDEX)
-        except FileNotFoundError:
-            return b""
         except OSError as exc:
             raise remote_oserror(exc, path, "read pack index") from None
+        finally:
+            os.close(fd)
 
     def iter_packs(self, *, on_junk: Callable[[str], object] | None = None
                    ) -> list[pack.PackInfo]:
@@ -278,27 +289,27 @@ class LocalRemote:
         finally:
             os.close(out)
 
-    def put_packs(self, built: list[tuple[str, bytes, int, bytes]]) -> None:
+    def put_packs(self, built: list[tuple[str, bytes]]) -> None:
         """The pack temps are in ``tmp/`` (same file system): write each index as a temp
         too, one sync barrier (every byte durable), rename each pack then its index into
         ``packs/``, a second barrier (the names durable). A crash in between can leave a
         pack without its index, which readers ignore and ``gc`` removes, never the other
         way round: a reader counts an index only when its pack is there, as long as the
-        index says."""
+        index says.  Two writers of one name write the same bytes (see datavc.pack)."""
         self.prepare()
         moves: list[tuple[str, str]] = []
         try:
             os.makedirs(self.packs_dir, exist_ok=True)
-            for tmp, digest, _size, index in built:
-                name = digest.hex()
-                itmp = os.path.join(self.tmp_dir, f"{name}.idx-{fsutil.tmp_name()}")
+            for tmp, index in built:
+                name = pack.index_name(index)
                 moves.append((tmp, self.pack_path(name)))
+                itmp = os.path.join(self.tmp_dir, f"{name}.idx-{fsutil.tmp_name()}")
+                moves.append((itmp, self.pack_path(name, pack.INDEX_SUFFIX)))
                 fd = os.open(itmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
                 try:
                     fsutil.write_all(fd, index)
                 finally:
                     os.close(fd)
-                moves.append((itmp, self.pack_path(name, pack.INDEX_SUFFIX)))
             fsutil.sync_barrier(self.root)
             for tmp, dest in moves:
                 os.rename(tmp, dest)
@@ -310,9 +321,8 @@ class LocalRemote:
             for tmp, _ in moves:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
-        for _tmp, digest, size, index in built:
-            self._shelf.added(pack.PackInfo(digest.hex(), size, time.time(),
-                                            pack.decode_index(index, None)[1]))
+        for _tmp, index in built:
+            self._shelf.added(_info(index))
 
     def delete_pack(self, name: str) -> None:
         _unlink(self.pack_path(name, pack.INDEX_SUFFIX), "delete pack index")
@@ -328,7 +338,7 @@ class LocalRemote:
                 os.makedirs(self.objects_dir, exist_ok=True)
             except OSError as exc:
                 raise remote_oserror(exc, self.root, "create remote directory") from None
-            _remove_stale(self.tmp_dir, time.time() - STALE_TMP_SECONDS)
+            clear_dir(self.tmp_dir, time.time() - STALE_TMP_SECONDS)
             self._cleaned = True
 
     def delete(self, oid: Oid) -> None:
@@ -415,9 +425,8 @@ def _file_stat(path: str) -> os.stat_result | None:
     return st if stat.S_ISREG(st.st_mode) else None
 
 
-def _remove_stale(tmp_dir: str, before: float) -> None:
-    with contextlib.suppress(OSError), os.scandir(tmp_dir) as it:
-        for entry in it:
-            with contextlib.suppress(OSError):
-                if entry.stat(follow_symlinks=False).st_mtime < before:
-                    os.unlink(entry.path)
+def _info(index: bytes) -> pack.PackInfo:
+    """The PackInfo of a pack this process just stored, from its (trusted) index."""
+    _, entries = pack.decode_index(index, None)
+    return pack.PackInfo(pack.index_name(index), sum(s for _, s in pack.iter_entries(entries)),
+                         time.time(), entries)

@@ -365,7 +365,11 @@ class S3Remote:
                  length: int = -1) -> None:
         """Bytes ``[start, start + length)`` of ``key`` (``length`` -1: to the end)."""
         done, broken = 0, 0
+        if length >= 0:
+            sink = _Limited(sink, length, f"{what} from {self.describe()}")
         while True:
+            if 0 <= length <= done:
+                return
             end = "" if length < 0 else str(start + length - 1)
             extra = {"Range": f"bytes={start + done}-{end}"} if done or start or end else {}
             resp = self._call("get_object", "download", what, Key=key, **extra)
@@ -400,19 +404,22 @@ class S3Remote:
     def put(self, oid: Oid, path: str, size: int) -> None:
         self._put_file(self._key(oid), oid, path, size)
 
-    def put_packs(self, built: list[tuple[str, bytes, int, bytes]]) -> None:
-        """Each pack is uploaded (and verified, as an object is), then its index: a PUT is
-        visible and durable when acknowledged, so the index never comes first."""
+    def put_packs(self, built: list[tuple[str, bytes]]) -> None:
+        """Each pack is uploaded (and verified against the digest its index records, as an
+        object is), then its index: a PUT is visible and durable when acknowledged, so the
+        index never comes first. Two writers of one name write the same bytes."""
+        self._shelf.get()  # read before the pool runs `one`, which adds to it
 
-        def one(item: tuple[str, bytes, int, bytes]) -> None:
-            tmp, digest, size, index = item
-            name = digest.hex()
+        def one(item: tuple[str, bytes]) -> None:
+            tmp, index = item
+            name = pack.index_name(index)
+            digest, entries = pack.decode_index(index, None)
+            size = sum(s for _, s in pack.iter_entries(entries))
             self._put_file(self._pack_key(name), Oid(digest), tmp, size)
             crash.point("remote-pack-put")
             self._call("put_object", "upload", f"pack index {name}",
                        Key=self._pack_key(name, pack.INDEX_SUFFIX), Body=index)
-            self._shelf.added(pack.PackInfo(name, size, time.time(),
-                                            pack.decode_index(index, None)[1]))
+            self._shelf.added(pack.PackInfo(name, size, time.time(), entries))
 
         for _ in self._run(one, built):
             pass
@@ -536,6 +543,21 @@ class S3Remote:
         with contextlib.suppress(ObjectMissingError):
             self._call("delete_object", "delete run-cache entry", key,
                        Key=self._base + object_key(key, RUNS))
+
+
+class _Limited:
+    """Passes on at most ``left`` bytes; a store sending more than the range it was asked
+    for is broken (RemoteError), not a reason to write on and on."""
+
+    def __init__(self, sink: Sink, left: int, what: str) -> None:
+        self.sink, self.left, self.what = sink, left, what
+
+    def write(self, data: bytes, /) -> object:
+        self.left -= len(data)
+        if self.left < 0:
+            raise RemoteError(f"cannot download {self.what}: the store sent more bytes than "
+                              f"the range asked for", hint="check the remote's endpoint_url")
+        return self.sink.write(data)
 
 
 class _Collect:

@@ -244,13 +244,21 @@ def _put_packed(store: ObjectStore, remote: Remote, oids: list[Oid], sizes: dict
                 out: Transfer, reporter: Reporter, jobs: int) -> None:
     """Many small objects as packs (:mod:`datavc.pack`): a few files or requests instead
     of one per object. The packs are written from the cache, each object verified as it is
-    read, by worker processes (into the remote's ``tmp/`` for a directory remote, which then
-    renames them into place; into the cache's ``tmp/`` for S3, uploaded from there)."""
-    local = isinstance(remote, LocalRemote)
-    tmp_dir = store.tmp_dir
+    read, by worker processes: into the remote's ``tmp/`` for a directory remote, which then
+    renames them into place; for S3 into a private directory of the cache's ``tmp/`` (push
+    runs without the lock), uploaded from there."""
     if isinstance(remote, LocalRemote):
         remote.prepare()
-        tmp_dir = remote.tmp_dir
+        _put_packs_from(store, remote, remote.tmp_dir, oids, sizes, out, reporter, jobs)
+        return
+    with store.private_tmp() as tmp_dir:
+        _put_packs_from(store, remote, tmp_dir, oids, sizes, out, reporter, jobs)
+
+
+def _put_packs_from(store: ObjectStore, remote: Remote, tmp_dir: str, oids: list[Oid],
+                    sizes: dict[Oid, int], out: Transfer, reporter: Reporter,
+                    jobs: int) -> None:
+    local = isinstance(remote, LocalRemote)
     groups = [[(store.path(Oid(d)), d, n) for d, n in g]
               for g in pack.groups(sorted((o.digest, sizes[o]) for o in oids))]
     built = parallel.build_packs(groups, tmp_dir, jobs=parallel.default_jobs(),
@@ -259,15 +267,13 @@ def _put_packed(store: ObjectStore, remote: Remote, oids: list[Oid], sizes: dict
         for b in built:
             if b.problems:
                 _refuse(remote, Oid(b.problems[0][0]), b.problems[0][1])
-        ready = [(b.tmp, b.digest, b.size, pack.encode_index(b.digest, b.entries))
-                 for b in built if b.tmp]
+        ready = [(b.tmp, pack.encode_index(b.digest, b.entries), b) for b in built if b.tmp]
         if local:
-            remote.put_packs(ready)
+            remote.put_packs([(tmp, index) for tmp, index, _ in ready])
         else:
-            def put(item: tuple[str, bytes, int, bytes]) -> None:
-                remote.put_packs([item])
-                reporter.advance(len(pack.decode_index(item[3], None)[1]) // pack.ENTRY.size,
-                                 item[2])
+            def put(item: tuple[str, bytes, parallel.Built]) -> None:
+                remote.put_packs([item[:2]])
+                reporter.advance(len(item[2].entries), item[2].size)
 
             _run(jobs, put, ready)
     finally:
@@ -383,19 +389,20 @@ def fetch(store: ObjectStore, remote: Remote, roots: list[Root], *, jobs: int,
     reporter.begin(f"Fetching from {remote.describe()}", len(need), total)
     tries: dict[Oid, int] = {}
     try:
-        loose = need
         located = remote.locate(need) if need else {}
+        loose = [o for o in need if o not in located]
+        alone = list(located)  # a few packed objects: ranged reads one by one
         if len(located) >= pack.MIN_OBJECTS:
             # arrived corrupt once (or the pack was gone): one more try, one by one
             tries = dict.fromkeys(_get_packed(store, remote, located, out, reporter, jobs), 1)
-            loose = [o for o in need if o not in located]
+            alone = []
         if isinstance(remote, LocalRemote) and len(loose) >= parallel.MIN_FILES_FOR_POOL:
             more = _get_local(store, remote, loose, sum(files[o] for o in loose), out,
                               reporter)
             tries.update(dict.fromkeys(more, 1))  # arrived corrupt once: one more try
             loose = []
         _run(jobs, lambda oid: _download(store, remote, oid, out, reporter,
-                                         tries=tries.get(oid, 2)), [*loose, *tries])
+                                         tries=tries.get(oid, 2)), [*loose, *alone, *tries])
     finally:
         reporter.end()
     return out

@@ -49,6 +49,12 @@ def cache_objects(root: Path) -> list[Path]:
     return sorted(p for p in (root / CACHE).glob("*/*") if p.is_file())
 
 
+def tmp_files(directory: Path) -> list[Path]:
+    """The files in a staging directory (``.datavc/cache/tmp``, a remote's ``tmp``),
+    its fan-out directories included (those stay)."""
+    return sorted(p for p in directory.rglob("*") if not p.is_dir())
+
+
 def wipe_cache(root: Path) -> None:
     for p in cache_objects(root):
         p.unlink()

@@ -9,7 +9,7 @@ import stat
 import pytest
 
 from tests.conftest import gen, git, read_tree
-from tests.func.helpers import age, cache_objects, fails, object_path, oid_of, ok
+from tests.func.helpers import age, cache_objects, fails, object_path, oid_of, ok, tmp_files
 
 
 def add_json(run, *args, cwd=None):
@@ -274,7 +274,7 @@ def test_add_through_a_symlinked_parent_is_refused(root, run, outside):
 def test_add_leaves_no_temp_files(root, run):
     gen(root, {"data": {f"f{i}": os.urandom(100) for i in range(20)}, "big": os.urandom(5 << 20)})
     ok(run("add", "data", "big"))
-    assert list((root / ".datavc/cache/tmp").iterdir()) == []
+    assert tmp_files(root / ".datavc/cache/tmp") == []
     leftovers = [p for p in root.rglob("*") if ".datavc-tmp-" in p.name]
     assert leftovers == []
     assert object_path(root, oid_of((root / "big").read_bytes())).stat().st_size == 5 << 20

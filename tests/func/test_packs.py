@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import xxhash
 
-from tests.conftest import read_tree
-from tests.func.helpers import cache_objects, fails, no_processes_left_in, ok
+from datavc import pack
+from tests.conftest import gen, git, read_tree
+from tests.func.helpers import cache_objects, fails, no_processes_left_in, ok, tmp_files
 from tests.func.test_transfer import MANY, clone_of, committed, remote_ids
 from tests.s3server import aws_env, s3_bucket, s3_client, s3_server  # noqa: F401
 
@@ -64,15 +65,17 @@ def test_many_small_files_travel_in_packs_and_come_back_exact(root, run, remote,
     files = pack_files(remote)
     names = {n.split(".")[0] for n in files}
     assert files and {f"{n}.pack" for n in names} | {f"{n}.idx" for n in names} == set(files)
-    for name in names:  # each pack is named by its bytes
-        assert xxhash.xxh3_128_hexdigest(files[f"{name}.pack"]) == name
+    for name in names:  # each pack is named by its entries; its index holds its digest
+        digest, entries = pack.decode_index(files[f"{name}.idx"], name)
+        assert xxhash.xxh3_128_hexdigest(entries) == name
+        assert xxhash.xxh3_128_digest(files[f"{name}.pack"]) == digest
     assert remote_ids(remote) == local - file_ids(root)  # only the 8 listings are loose
     assert json.loads(ok(run("push", "--json")).out)["transferred"] == 0
     clone = clone_of(root, tmp_path, run)
     doc = json.loads(ok(run("pull", "--json", cwd=clone)).out)
     assert doc["transferred"] == len(local) and doc["corrupt"] == []
     assert read_tree(clone / "data") == read_tree(root / "data")
-    assert list((clone / ".datavc/cache/tmp").iterdir()) == []
+    assert tmp_files(clone / ".datavc/cache/tmp") == []
     assert ok(run("fsck", "--remote", "--read-data", "--json", cwd=clone))
 
 
@@ -92,8 +95,6 @@ def test_pack_false_stores_every_object_on_its_own(root, run, remote):
 
 def flip_in_pack(remote: dict, victim: str) -> tuple[str, bytes]:
     """Flip one byte of object ``victim`` inside its pack; returns the pack and its bytes."""
-    from datavc import pack
-
     files = pack_files(remote)
     for name in (n for n in files if n.endswith(".idx")):
         stem = name[:-4]
@@ -178,8 +179,6 @@ def test_gc_keeps_young_packs_within_the_grace(root, run, remote):
 
 @pytest.mark.parametrize("when", ["tmp", "packs"])
 def test_kill_9_during_a_packed_push_leaves_nothing_wrong(root, run, tmp_path, when):
-    from datavc import pack
-
     where = tmp_path / "remote"
     ok(run("remote", "add", "storage", str(where), "--default"))
     big = {f"d{i}": {f"f{j:04d}": f"file {i} {j}\n" * (j % 50 + 1) for j in range(2000)}
@@ -202,8 +201,8 @@ def test_kill_9_during_a_packed_push_leaves_nothing_wrong(root, run, tmp_path, w
     packs = where / "packs"
     for idx in packs.glob("*.idx") if packs.exists() else ():
         body = (packs / (idx.stem + ".pack")).read_bytes()  # an index always has its pack
-        assert xxhash.xxh3_128_hexdigest(body) == idx.stem
-        pack.decode_index(idx.read_bytes(), idx.stem)
+        digest, _ = pack.decode_index(idx.read_bytes(), idx.stem)
+        assert xxhash.xxh3_128_digest(body) == digest
     ok(run("push"))
     clone = clone_of(root, tmp_path, run)
     ok(run("pull", cwd=clone))
@@ -211,3 +210,28 @@ def test_kill_9_during_a_packed_push_leaves_nothing_wrong(root, run, tmp_path, w
     ok(run("gc", "--workspace", "--remote", "--yes", "--grace", "0"))
     assert {p.suffix for p in packs.iterdir()} <= {".pack", ".idx"}
     assert len(list(packs.glob("*.pack"))) == len(list(packs.glob("*.idx")))
+
+
+def test_a_few_packed_objects_among_many_loose_ones_all_arrive(root, run, tmp_path):
+    """A pull that needs under 64 packed objects and 512 or more loose ones: the packed
+    ones come by ranged reads one by one, the loose ones through the worker processes."""
+    where = tmp_path / "remote"
+    ok(run("remote", "add", "storage", str(where), "--default"))
+    committed(root, run, MANY)
+    ok(run("push"))  # packed
+    clone = clone_of(root, tmp_path, run)
+    ok(run("pull", cwd=clone))
+    for p in sorted(cache_objects(clone))[:50]:  # the clone loses 50 objects
+        p.unlink()
+    more = {f"e{i}": {f"g{j:03d}": f"more {i} {j}\n" for j in range(100)} for i in range(6)}
+    (root / "data").mkdir(exist_ok=True)
+    gen(root / "data", more)
+    ok(run("remote", "modify", "storage", "pack", "false"))
+    ok(run("commit", "-m", "v2"))
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "loose", "--allow-empty")
+    ok(run("push"))  # 600 loose
+    git(clone, "pull", "-q", str(root), "HEAD")
+    ok(run("pull", cwd=clone))
+    assert read_tree(clone / "data") == read_tree(root / "data")
+    assert len(cache_objects(clone)) == len(cache_objects(root))

@@ -17,6 +17,7 @@ from tests.func.helpers import (
     no_processes_left_in,
     object_path,
     ok,
+    tmp_files,
     wipe_cache,
 )
 from tests.s3server import aws_env, s3_bucket, s3_client, s3_server  # noqa: F401
@@ -262,13 +263,13 @@ def test_many_objects_to_and_from_a_directory_remote(root, run, tmp_path):
     for oid, path in on_remote.items():  # exactly the bytes each name says, read-only
         assert object_path(root, oid).read_bytes() == path.read_bytes()
         assert path.stat().st_mode & 0o222 == 0
-    assert list((where / "tmp").iterdir()) == []
+    assert tmp_files(where / "tmp") == []
     assert json.loads(ok(run("push", "--json")).out)["transferred"] == 0
     clone = clone_of(root, tmp_path, run)
     doc = json.loads(ok(run("pull", "--json", cwd=clone)).out)
     assert doc["transferred"] == len(local_ids)
     assert read_tree(clone / "data") == read_tree(root / "data")
-    assert list((clone / ".datavc/cache/tmp").iterdir()) == []
+    assert tmp_files(clone / ".datavc/cache/tmp") == []
 
 
 def test_many_objects_with_one_corrupt_or_missing_on_the_remote(root, run, tmp_path):
@@ -303,7 +304,7 @@ def test_many_objects_with_a_corrupt_cache_object_push_nothing_wrong(root, run, 
     r = fails(run("push"), 3)
     assert victim.parent.name + victim.name in r.err and "fsck" in r.err
     assert not (where / "objects" / victim.parent.name / victim.name).exists()
-    assert list((where / "tmp").iterdir()) == []  # nothing of the failed batch is left
+    assert tmp_files(where / "tmp") == []  # nothing of the failed batch is left
 
 
 @pytest.mark.parametrize("when", ["tmp", "objects"])

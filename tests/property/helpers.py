@@ -61,8 +61,10 @@ def bad_objects(root: str | Path) -> list[str]:
 
 
 def cache_tmp_files(root: str | Path) -> list[str]:
+    """The files in the cache's staging area, its fan-out directories included (those
+    stay), as paths relative to it."""
     tmp = Path(root) / ".datavc" / "cache" / "tmp"
-    return sorted(p.name for p in tmp.iterdir()) if tmp.is_dir() else []
+    return sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if not p.is_dir())
 
 
 def read_modes(root: Path) -> dict:

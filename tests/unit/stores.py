@@ -6,6 +6,8 @@ most unit tests only need objects to exist after add_bytes/add_file.
 
 from __future__ import annotations
 
+import os
+
 from datavc.hashing import Oid
 from datavc.objects import ObjectStore, Stored
 
@@ -20,3 +22,8 @@ class PublishingStore(ObjectStore):
         stored = super().add_file(path)
         self.publish()
         return stored
+
+
+def staged(tmp_dir: str) -> list[str]:
+    """The files in a staging directory, its fan-out directories included (those stay)."""
+    return sorted(os.path.join(d, f) for d, _, files in os.walk(tmp_dir) for f in files)

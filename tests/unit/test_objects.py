@@ -13,6 +13,7 @@ from datavc import objects
 from datavc.errors import DatavcError, IntegrityError, ObjectMissingError
 from datavc.hashing import Oid, hash_bytes
 from datavc.objects import ObjectStore, read_verified, stat_key, store_file, verify_object
+from tests.unit.stores import staged
 
 
 def _mode(path) -> int:
@@ -41,7 +42,7 @@ def test_store_file_stores_exact_bytes_read_only(tmp_path, store, size):
     assert Path(store.path(oid)).read_bytes() == data
     assert _mode(store.path(oid)) == 0o444
     assert res.stat == stat_key(os.stat(src))
-    assert os.listdir(store.tmp_dir) == []
+    assert staged(store.tmp_dir) == []
 
 
 def test_store_file_opens_the_source_once(tmp_path, store, monkeypatch):
@@ -75,7 +76,7 @@ def test_store_file_skips_existing_objects(tmp_path, store):
     before = os.stat(store.path(oid))
     store.add_file(str(src))
     assert os.stat(store.path(oid)).st_ino == before.st_ino
-    assert os.listdir(store.tmp_dir) == []
+    assert staged(store.tmp_dir) == []
 
 
 @pytest.mark.parametrize("size", [100, 2 << 20])
@@ -213,10 +214,10 @@ def test_staged_objects_are_invisible_until_published(tmp_path):
     oid = Oid(store.add_file(str(src)).digest)
     listing_oid = store.add_bytes(b"listing")
     assert not store.has(oid) and not store.has(listing_oid)
-    assert len(os.listdir(store.tmp_dir)) == 2
+    assert len(staged(store.tmp_dir)) == 2
     store.publish()
     assert store.has(oid) and store.has(listing_oid)
-    assert os.listdir(store.tmp_dir) == []
+    assert staged(store.tmp_dir) == []
     assert store.read_bytes(listing_oid) == b"listing"
 
 
@@ -228,7 +229,7 @@ def test_publish_many_in_workers_names_every_object(tmp_path):
     oids = {store.add_bytes(str(i).encode()) for i in range(MIN_FILES_FOR_POOL + 10)}
     publish(store, jobs=2)
     assert set(store.iter_oids()) == oids
-    assert os.listdir(store.tmp_dir) == []
+    assert staged(store.tmp_dir) == []
 
 
 @pytest.mark.parametrize("fail_after", [0, 1])

@@ -23,8 +23,10 @@ def digest(data: bytes) -> bytes:
 
 
 def index_of(blobs: list[bytes]) -> tuple[bytes, bytes]:
+    """(the pack's name as 16 bytes, its index)."""
     whole = b"".join(blobs)
-    return digest(whole), pack.encode_index(digest(whole), [(digest(b), len(b)) for b in blobs])
+    index = pack.encode_index(digest(whole), [(digest(b), len(b)) for b in blobs])
+    return bytes.fromhex(pack.index_name(index)), index
 
 
 def with_trailer(body: bytes) -> bytes:
@@ -35,7 +37,7 @@ def test_index_round_trip_gives_entries_in_pack_order() -> None:
     blobs = [b"alpha", b"", b"b" * 1000]
     name, index = index_of(blobs)
     got, entries = pack.decode_index(index, name.hex())
-    assert got == name
+    assert got == digest(b"".join(blobs)) and digest(entries) == name
     info = pack.PackInfo(name.hex(), sum(map(len, blobs)), 0.0, entries)
     assert list(info.objects()) == [(digest(b"alpha"), 0, 5), (digest(b""), 5, 0),
                                     (digest(b"b" * 1000), 5, 1000)]
@@ -71,7 +73,31 @@ def test_decoder_refuses_damaged_or_hostile_indexes(damage: str) -> None:
                                                   use_bin_type=True)),
     }[damage]
     with pytest.raises(pack.PackError):
-        pack.decode_index(bad, "0" * 32 if damage == "name" else name.hex())
+        pack.decode_index(bad, "0" * 32 if damage == "name" else None)
+
+
+def test_packs_of_the_same_bytes_but_other_objects_have_other_names() -> None:
+    """[A, empty, B] and [A, B] are the same bytes: the name covers the entries, so two
+    writers of one name always write the same index."""
+    with_empty = index_of([b"alpha", b"", b"beta"])
+    without = index_of([b"alpha", b"beta"])
+    assert with_empty[0] != without[0]
+    assert pack.decode_index(with_empty[1], None)[0] == pack.decode_index(without[1], None)[0]
+
+
+def test_a_reader_keeps_a_bounded_number_of_packed_objects(monkeypatch) -> None:
+    from datavc.errors import RemoteError
+
+    monkeypatch.setattr(pack, "MAX_PACKED", 3)
+    found = pack.PackSet()
+    for blobs in ([b"a", b"b"], [b"c", b"d"]):
+        name, index = index_of(blobs)
+        info = pack.PackInfo(name.hex(), 2, 0.0, pack.decode_index(index, None)[1])
+        if blobs[0] == b"a":
+            found.add(info)
+        else:
+            with pytest.raises(RemoteError):
+                found.add(info)
 
 
 def test_an_index_of_another_version_is_an_unknown_format() -> None:

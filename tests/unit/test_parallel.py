@@ -11,6 +11,7 @@ from datavc import parallel
 from datavc.errors import DatavcError
 from datavc.hashing import Oid, hash_bytes
 from datavc.parallel import hash_files, publish
+from tests.unit.stores import staged
 
 
 @pytest.fixture
@@ -52,7 +53,7 @@ def test_pool_gives_the_same_results_in_order(files, store, pool):
     assert list(store.iter_oids()) == []
     publish(store, jobs=2)
     assert {o.digest for o in store.iter_oids()} == set(_expected(files))
-    assert os.listdir(store.tmp_dir) == []
+    assert staged(store.tmp_dir) == []
 
 
 def test_pool_really_uses_other_processes(pool, monkeypatch):
@@ -167,7 +168,7 @@ def test_copy_objects_either_way_verifies_every_copy(files, store, monkeypatch, 
     store.pending = [c.tmp for c in got if c.tmp]
     publish(store, jobs=2)  # renames on threads
     assert len(list(store.iter_oids())) == 58
-    assert os.listdir(store.tmp_dir) == []
+    assert staged(store.tmp_dir) == []
 
 
 _HEAP_SCRIPT = """

@@ -17,6 +17,7 @@ from datavc.errors import ObjectMissingError, UnknownFormatError
 from datavc.hashing import Oid
 from datavc.remote import LocalRemote
 from tests.s3server import s3_bucket, s3_server  # noqa: F401
+from tests.unit.stores import staged
 from tests.unit.test_remote import _loopback_only, make_remote  # noqa: F401
 
 
@@ -40,8 +41,9 @@ def stored_pack(remote: Any, tmp_path: Path, blobs: list[bytes], tag: str = "a"
     tmp.mkdir(parents=True, exist_ok=True)
     [b] = parallel.build_packs([items], str(tmp), jobs=1)
     assert b.tmp is not None
-    remote.put_packs([(b.tmp, b.digest, b.size, pack.encode_index(b.digest, b.entries))])
-    return b.digest.hex(), [Oid(d) for _, d, _ in items]
+    index = pack.encode_index(b.digest, b.entries)
+    remote.put_packs([(b.tmp, index)])
+    return pack.index_name(index), [Oid(d) for _, d, _ in items]
 
 
 BLOBS = [f"small object {i}\n".encode() * (i + 1) for i in range(20)]
@@ -119,8 +121,8 @@ def test_unusable_packs_hide_their_objects_and_are_reported(
     elif leftover == "damaged index":
         write_key(remote, f"packs/{name}.idx", b"\x93garbage" + bytes(16))
     elif leftover == "index of another pack":
-        other = pack.encode_index(b"\x01" * 16, [(o.digest, len(b))
-                                                 for o, b in zip(oids, BLOBS, strict=True)])
+        other = pack.encode_index(b"\x01" * 16, [(o.digest, len(b)) for o, b in
+                                                 zip(oids[:-1], BLOBS[:-1], strict=True)])
         write_key(remote, f"packs/{name}.idx", other)
     else:  # the pack shorter than its index says
         write_key(remote, f"packs/{name}.pack", b"".join(BLOBS)[:-1])
@@ -160,4 +162,38 @@ def test_the_local_pack_files_are_read_only_and_tmp_is_left_empty(tmp_path: Path
     name, _ = stored_pack(r, tmp_path, BLOBS)
     for suffix in (".pack", ".idx"):
         assert os.stat(Path(r.packs_dir) / f"{name}{suffix}").st_mode & 0o222 == 0
-    assert os.listdir(r.tmp_dir) == []
+    assert staged(r.tmp_dir) == []
+
+
+def test_a_fifo_or_directory_under_packs_is_junk_and_never_blocks(tmp_path: Path) -> None:
+    r = LocalRemote(str(tmp_path / "remote"))
+    name, oids = stored_pack(r, tmp_path, BLOBS)
+    fifo_name, _ = stored_pack(r, tmp_path, [b"x" * 10, b"y" * 10], tag="b")
+    os.unlink(Path(r.packs_dir) / f"{fifo_name}.idx")
+    os.mkfifo(Path(r.packs_dir) / f"{fifo_name}.idx")
+    os.mkdir(Path(r.packs_dir) / ("c" * 32 + ".pack"))
+    junk: list[str] = []
+    fresh_one = LocalRemote(r.root)
+    infos = {i.name: i for i in fresh_one.iter_packs(on_junk=junk.append)}
+    assert sorted(junk) == sorted([f"packs/{'c' * 32}.pack", f"packs/{fifo_name}.idx"])
+    assert infos[name].problem is None and infos[fifo_name].problem == pack.NO_INDEX
+    assert fresh_one.missing(oids) == set()
+
+
+def test_a_push_runs_without_the_lock_so_its_temps_are_private(tmp_path: Path) -> None:
+    import time
+
+    from datavc.objects import PRIVATE_MAX_AGE, ObjectStore
+
+    store = ObjectStore(str(tmp_path / "cache"))
+    store.ensure_layout()
+    with store.private_tmp() as mine:
+        (Path(mine) / "pack-1").write_bytes(b"in progress")
+        store.clear_tmp()  # another command takes the lock meanwhile
+        assert (Path(mine) / "pack-1").exists()
+    assert not Path(mine).exists()
+    with store.private_tmp() as left:  # as a killed push leaves it
+        old = time.time() - PRIVATE_MAX_AGE - 60
+        os.utime(left, (old, old))
+        store.clear_tmp()
+        assert not Path(left).exists()

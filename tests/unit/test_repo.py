@@ -7,6 +7,7 @@ import os
 from datavc import objects
 from datavc.repo import Repo
 from tests.conftest import gen
+from tests.unit.stores import staged
 
 
 def _count_reads(monkeypatch) -> list[str]:
@@ -28,7 +29,7 @@ def test_add_reads_each_new_file_once(repo: Repo, scm, monkeypatch):
     [res] = repo.add(["data"])
     assert sorted(reads) == sorted(str(scm / "data" / f"f{i}") for i in range(50))
     assert res.hashed == 50 and res.nfiles == 50
-    assert os.listdir(repo.store.tmp_dir) == []
+    assert staged(repo.store.tmp_dir) == []
 
 
 def test_re_add_reads_nothing(repo: Repo, scm, monkeypatch):
