@@ -818,6 +818,23 @@ class RemoteRun:
     moved: dict[str, dict[str, Transfer]] = field(default_factory=dict)  # row -> tool ->
     ceilings: dict[str, dict[str, float]] = field(default_factory=dict)  # row -> raw rates
     clones: int = 0
+    trash: list[Path] = field(default_factory=list)  # deleted after the stage's last run
+
+    def discard(self, path: Path) -> None:
+        """Set ``path`` aside (a rename) for :meth:`empty_trash`: on this disk, creating
+        many files right after many were deleted is several times slower for minutes, so no
+        timed run may follow a mass delete (pulls got 40-60 % slower after the previous
+        clone's delete, for both tools, and the order of runs decided by how much)."""
+        if path.exists():
+            aside = self.bench.workdir / "trash" / str(len(self.trash))
+            aside.parent.mkdir(exist_ok=True)
+            path.rename(aside)
+            self.trash.append(aside)
+
+    def empty_trash(self) -> None:
+        for path in self.trash:
+            shutil.rmtree(path, ignore_errors=True)
+        self.trash.clear()
 
     def remote_dir(self, tool: str, dataset: str) -> Path:
         return self.bench.workdir / "remotes" / f"{tool}-{dataset}"
@@ -930,8 +947,8 @@ def wipe_remotes(rr: RemoteRun, dataset: str, kind: str, tools: list[Tool]) -> N
         rr.moto.reset([BUCKET[t.name] for t in tools])
     else:
         for tool in tools:
-            shutil.rmtree(rr.remote_dir(tool.name, dataset), ignore_errors=True)
-    rr.bench.settle(after_delete=True)
+            rr.discard(rr.remote_dir(tool.name, dataset))
+    rr.bench.settle()
 
 
 def timed(rr: RemoteRun, row: str, tool: Tool, repo: Path, op: str, kind: str,
@@ -1005,7 +1022,9 @@ def run_stage(rr: RemoteRun, stage: str) -> None:
         rr.moto.reset([])
     if not bench.args.keep:
         for tool in live:
-            shutil.rmtree(rr.remote_dir(tool.name, dataset), ignore_errors=True)
+            rr.discard(rr.remote_dir(tool.name, dataset))
+    rr.empty_trash()
+    bench.settle(after_delete=True)
 
 
 def one_run(rr: RemoteRun, row: str, tool: Tool, op: str, dataset: str, kind: str,
@@ -1024,7 +1043,7 @@ def one_run(rr: RemoteRun, row: str, tool: Tool, op: str, dataset: str, kind: st
                          f"{got[2][:16]}, expected {expected[0]} / {expected[1]} / "
                          f"{expected[2][:16]}")
     if not rr.bench.args.keep:
-        shutil.rmtree(clone)  # the next pull's settle() syncs and drops after this delete
+        rr.discard(clone)  # deleted after the stage: no timed run follows a mass delete
     return res
 
 
@@ -1449,9 +1468,12 @@ def cache_note(bench: Bench) -> str:
     if bench.args.group == "remote" and not bench.drop_failed:
         return (f"cold: `sync` + `echo 3 > /proc/sys/vm/drop_caches` before every timed push "
                 f"and pull ({bench.drops} drops), which also evicts each tool's own Python "
-                "code. Every push goes to an emptied remote (directory deleted; moto reset and "
-                "the bucket recreated), every pull into a fresh `git clone` with an empty "
-                "cache. moto keeps objects in its own memory, which no drop evicts.")
+                "code. Every push goes to an emptied remote (directory renamed aside; moto "
+                "reset and the bucket recreated), every pull into a fresh `git clone` with an "
+                "empty cache. Old remotes and clones are deleted only after a stage's last run: "
+                "on this disk, creating many files right after a mass delete is several times "
+                "slower for minutes, so no timed run follows one. moto keeps objects in its "
+                "own memory, which no drop evicts.")
     if bench.args.group == "history" and not bench.drop_failed:
         return (f"cold: `sync` + `echo 3 > /proc/sys/vm/drop_caches` before every cold run "
                 f"({bench.drops} drops), which also evicts each tool's own Python code. Warm: "

@@ -331,10 +331,12 @@ def build_packs(groups: list[list[tuple[str, bytes, int]]], tmp_dir: str, *, job
     """Write one pack per group of ``(path, digest, size)`` (small cache objects) into
     ``tmp_dir``, verifying each object as it is read: a pack never holds bytes that are not
     their id's. In worker processes when there are many objects (per-object work holds the
-    GIL). Results in the order of ``groups``; the caller publishes or removes the temps."""
+    GIL), or on threads when they are big on average (:func:`processes_or_threads`).
+    Results in the order of ``groups``; the caller publishes or removes the temps."""
     chunks = [(g, tmp_dir) for g in groups]
-    count = sum(len(g) for g in groups)
-    return run_chunks(_pack_chunk, chunks, jobs=jobs, pool=count >= MIN_FILES_FOR_POOL,
+    pool, threads = processes_or_threads(sum(len(g) for g in groups),
+                                         sum(n for g in groups for _, _, n in g))
+    return run_chunks(_pack_chunk, chunks, jobs=jobs, pool=pool, threads=threads,
                       measure=lambda part: (sum(len(b.entries) for b in part),
                                             sum(b.size for b in part)),
                       progress=progress)
@@ -406,8 +408,8 @@ def unpack_objects(items: list[tuple[str, int, int, bytes]], objects_dir: str, t
     :func:`copy_objects` (a short read is ``corrupt``; a pack file that is gone,
     ``missing``). Results in the order of ``items``."""
     chunks = [(list(c), objects_dir, tmp_dir) for c in split(items, jobs)]
-    return run_chunks(_unpack_chunk, chunks, jobs=jobs,
-                      pool=len(items) >= MIN_FILES_FOR_POOL,
+    pool, threads = processes_or_threads(len(items), total_bytes)
+    return run_chunks(_unpack_chunk, chunks, jobs=jobs, pool=pool, threads=threads,
                       measure=lambda part: (len(part), sum(c.size for c in part)),
                       progress=progress)
 

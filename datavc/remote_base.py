@@ -53,6 +53,23 @@ class Sink(Protocol):
     def write(self, data: bytes, /) -> object: ...
 
 
+class Collect:
+    """A sink keeping what it is given, up to ``limit`` bytes; beyond, it raises what
+    ``too_long()`` returns (for bounded reads of listings and pack indexes)."""
+
+    def __init__(self, limit: int, too_long: Callable[[], Exception]) -> None:
+        self.parts: list[bytes] = []
+        self.left = limit
+        self.too_long = too_long
+
+    def write(self, data: bytes, /) -> int:
+        self.left -= len(data)
+        if self.left < 0:
+            raise self.too_long()
+        self.parts.append(bytes(data))
+        return len(data)
+
+
 class Remote(Protocol):
     """A store of objects keyed by :class:`Oid`. Every method is thread-safe: the transfer
     layer calls them from many threads on one instance.

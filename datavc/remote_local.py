@@ -209,18 +209,27 @@ class LocalRemote:
             batch, self._batch = self._batch, None
         if not batch:
             return
+        if commit:
+            self._publish(batch, self.objects_dir, "write objects")
+        else:
+            _discard(batch)
+
+    def _publish(self, moves: list[tuple[str, str]], where: str, action: str,
+                 point: str | None = None) -> None:
+        """Give written temps their names: a sync barrier (every temp's bytes durable),
+        the renames in order, a second barrier (the names durable). What is left of the
+        temps afterwards (after a failure) is removed."""
         try:
-            if commit:
-                fsutil.sync_barrier(self.root)  # every temp's bytes are durable
-                for tmp, dest in batch:
-                    self._rename(tmp, dest)
-                fsutil.sync_barrier(self.root)  # and so are their names
+            fsutil.sync_barrier(self.root)
+            for tmp, dest in moves:
+                self._rename(tmp, dest)
+                if point:
+                    crash.point(point)
+            fsutil.sync_barrier(self.root)
         except OSError as exc:
-            raise remote_oserror(exc, self.objects_dir, "write objects") from None
+            raise remote_oserror(exc, where, action) from None
         finally:
-            for tmp, _ in batch:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
+            _discard(moves)
 
     def _rename(self, tmp: str, dest: str) -> None:
         try:
@@ -299,7 +308,6 @@ class LocalRemote:
         self.prepare()
         moves: list[tuple[str, str]] = []
         try:
-            os.makedirs(self.packs_dir, exist_ok=True)
             for tmp, index in built:
                 name = pack.index_name(index)
                 moves.append((tmp, self.pack_path(name)))
@@ -310,17 +318,12 @@ class LocalRemote:
                     fsutil.write_all(fd, index)
                 finally:
                     os.close(fd)
-            fsutil.sync_barrier(self.root)
-            for tmp, dest in moves:
-                os.rename(tmp, dest)
-                crash.point("remote-pack-renamed")
-            fsutil.sync_barrier(self.root)
-        except OSError as exc:
-            raise remote_oserror(exc, self.packs_dir, "write packs") from None
-        finally:
-            for tmp, _ in moves:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
+        except BaseException as exc:
+            _discard(moves)
+            if isinstance(exc, OSError):
+                raise remote_oserror(exc, self.tmp_dir, "write packs") from None
+            raise
+        self._publish(moves, self.packs_dir, "write packs", "remote-pack-renamed")
         for _tmp, index in built:
             self._shelf.added(_info(index))
 
@@ -405,6 +408,13 @@ def _unlink(path: str, action: str) -> None:
         pass
     except OSError as exc:
         raise remote_oserror(exc, path, action) from None
+
+
+def _discard(moves: list[tuple[str, str]]) -> None:
+    """Remove the temps of ``(temp, destination)`` pairs that are still there."""
+    for tmp, _ in moves:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def _junk(on_junk: Callable[[str], object] | None, key: str) -> None:

@@ -44,6 +44,7 @@ from .remote_base import (
     OBJECTS,
     PACKS,
     RUNS,
+    Collect,
     Listed,
     PackShelf,
     Sink,
@@ -283,7 +284,7 @@ class S3Remote:
             yield key[len(PACKS) + 1:], _int(item.get("Size")), _stored(item)
 
     def _read_index(self, name: str) -> bytes:
-        got = _Collect(pack.MAX_INDEX)
+        got = Collect(pack.MAX_INDEX, lambda: pack.PackError("longer than an index may be"))
         try:
             self._get_key(self._pack_key(name, pack.INDEX_SUFFIX), f"pack index {name}", got)
         except ObjectMissingError:
@@ -558,21 +559,6 @@ class _Limited:
             raise RemoteError(f"cannot download {self.what}: the store sent more bytes than "
                               f"the range asked for", hint="check the remote's endpoint_url")
         return self.sink.write(data)
-
-
-class _Collect:
-    """A sink that keeps what it is given, up to ``limit`` bytes (PackError beyond)."""
-
-    def __init__(self, limit: int) -> None:
-        self.parts: list[bytes] = []
-        self.left = limit
-
-    def write(self, data: bytes, /) -> int:
-        self.left -= len(data)
-        if self.left < 0:
-            raise pack.PackError("longer than an index may be")
-        self.parts.append(bytes(data))
-        return len(data)
 
 
 class _HashingReader:

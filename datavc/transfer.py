@@ -32,7 +32,7 @@ from .errors import (
 )
 from .hashing import Oid
 from .objects import ObjectStore
-from .remote_base import Remote, remote_oserror
+from .remote_base import Collect, Remote, remote_oserror
 from .remote_local import LocalRemote
 from .report import Reporter
 from .tree import MAX_DEPTH, Budget
@@ -585,22 +585,10 @@ def _download(store: ObjectStore, remote: Remote, oid: Oid, out: Transfer,
 def read_remote_listing(remote: Remote, oid: Oid, *, limit: int = 64 << 20) -> bytes:
     """A listing's bytes straight from the remote, verified, not stored (for read-only
     walks such as ``check``): ObjectMissingError when absent, IntegrityError on mismatch."""
-    got = _Capped(limit)
+    got = Collect(limit, lambda: InvalidInputError(
+        "a listing on the remote is larger than listings may be"))
     remote.get(oid, got)
     data = b"".join(got.parts)
     if xxhash.xxh3_128_digest(data) != oid.digest:
         raise IntegrityError(f"listing {oid} on the remote does not match its id")
     return data
-
-
-class _Capped:
-    def __init__(self, limit: int) -> None:
-        self.parts: list[bytes] = []
-        self.left = limit
-
-    def write(self, data: bytes, /) -> int:
-        self.left -= len(data)
-        if self.left < 0:
-            raise InvalidInputError("a listing on the remote is larger than listings may be")
-        self.parts.append(bytes(data))
-        return len(data)

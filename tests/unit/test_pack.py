@@ -195,3 +195,35 @@ def test_unpack_reports_a_short_or_flipped_object_as_corrupt(tmp_path: Path) -> 
          (str(p), 5, 11, digest(b"x")), (str(tmp_path / "gone"), 0, 1, digest(b"y"))],
         str(tmp_path / "objects"), str(tmp_path / "tmp"), 0, jobs=1)
     assert [c.error for c in got] == [None, "corrupt", "corrupt", "missing"]
+
+
+def test_big_objects_are_packed_and_cut_on_threads(tmp_path: Path, monkeypatch) -> None:
+    """Objects big on average go to threads (no worker processes and their memory), with the
+    same results."""
+    calls: list[tuple[bool, bool]] = []
+    real = parallel.run_chunks
+
+    def spy(*args, **kwargs):
+        calls.append((kwargs["pool"], kwargs.get("threads", False)))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(parallel, "run_chunks", spy)
+    src = tmp_path / "src"
+    src.mkdir()
+    items = []
+    for i in range(parallel.MIN_FILES_FOR_POOL):
+        data = bytes([i % 251]) * (parallel.MIN_MEAN_FOR_THREADS + i)
+        (src / str(i)).write_bytes(data)
+        items.append((str(src / str(i)), digest(data), len(data)))
+    (tmp_path / "tmp").mkdir()
+    built = parallel.build_packs([items[:200], items[200:]], str(tmp_path / "tmp"), jobs=2)
+    wanted = []
+    for b in built:
+        assert b.tmp and not b.problems
+        info = pack.PackInfo("x", b.size, 0, pack.decode_index(
+            pack.encode_index(b.digest, b.entries), None)[1])
+        wanted += [(b.tmp, off, size, d) for d, off, size in info.objects()]
+    got = parallel.unpack_objects(wanted, str(tmp_path / "objects"), str(tmp_path / "tmp"),
+                                  sum(n for _, _, n, _ in wanted), jobs=2)
+    assert all(c.error is None for c in got) and len(got) == len(items)
+    assert calls == [(False, True), (False, True)]
