@@ -60,6 +60,8 @@ def run_chunks(fn: Callable[..., list[T]], chunks: Sequence[tuple[Any, ...]], *,
     if not pool and threads and jobs > 1 and len(chunks) > 1:
         from concurrent.futures import ThreadPoolExecutor
 
+        return_big_buffers()  # threads each reading objects of up to MiBs: no per-thread hoard
+
         # big files keep the disk busy with a few threads; each chunk may hold PREFETCH
         # descriptors and OPENERS threads of its own, all in this one process
         with ThreadPoolExecutor(min(jobs, MAX_THREADS)) as threaded:
