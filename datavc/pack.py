@@ -74,7 +74,15 @@ def encode_index(pack_digest: bytes, entries: Iterable[tuple[bytes, int]]) -> by
 
 def index_name(index: bytes) -> str:
     """The pack name an index (one datavc wrote) gives its two files."""
-    return xxhash.xxh3_128_hexdigest(decode_index(index, None)[1])
+    return own_index(index, 0.0)[1].name
+
+
+def own_index(index: bytes, stored: float) -> tuple[bytes, PackInfo]:
+    """``(pack digest, PackInfo)`` of an index this process wrote, for a pack stored at
+    ``stored``: its name, size and entries from one decoding."""
+    digest, entries = decode_index(index, None)
+    size = sum(n for _, n in iter_entries(entries))
+    return digest, PackInfo(xxhash.xxh3_128_hexdigest(entries), size, stored, entries)
 
 
 def decode_index(data: bytes, name: str | None) -> tuple[bytes, bytes]:

@@ -306,10 +306,11 @@ class LocalRemote:
         way round: a reader counts an index only when its pack is there, as long as the
         index says.  Two writers of one name write the same bytes (see datavc.pack)."""
         self.prepare()
+        infos = [pack.own_index(index, time.time())[1] for _, index in built]
         moves: list[tuple[str, str]] = []
         try:
-            for tmp, index in built:
-                name = pack.index_name(index)
+            for (tmp, index), info in zip(built, infos, strict=True):
+                name = info.name
                 moves.append((tmp, self.pack_path(name)))
                 itmp = os.path.join(self.tmp_dir, f"{name}.idx-{fsutil.tmp_name()}")
                 moves.append((itmp, self.pack_path(name, pack.INDEX_SUFFIX)))
@@ -324,8 +325,8 @@ class LocalRemote:
                 raise remote_oserror(exc, self.tmp_dir, "write packs") from None
             raise
         self._publish(moves, self.packs_dir, "write packs", "remote-pack-renamed")
-        for _tmp, index in built:
-            self._shelf.added(_info(index))
+        for info in infos:
+            self._shelf.added(info)
 
     def delete_pack(self, name: str) -> None:
         _unlink(self.pack_path(name, pack.INDEX_SUFFIX), "delete pack index")
@@ -433,10 +434,3 @@ def _file_stat(path: str) -> os.stat_result | None:
     except OSError:
         return None
     return st if stat.S_ISREG(st.st_mode) else None
-
-
-def _info(index: bytes) -> pack.PackInfo:
-    """The PackInfo of a pack this process just stored, from its (trusted) index."""
-    _, entries = pack.decode_index(index, None)
-    return pack.PackInfo(pack.index_name(index), sum(s for _, s in pack.iter_entries(entries)),
-                         time.time(), entries)

@@ -413,14 +413,12 @@ class S3Remote:
 
         def one(item: tuple[str, bytes]) -> None:
             tmp, index = item
-            name = pack.index_name(index)
-            digest, entries = pack.decode_index(index, None)
-            size = sum(s for _, s in pack.iter_entries(entries))
-            self._put_file(self._pack_key(name), Oid(digest), tmp, size)
+            digest, info = pack.own_index(index, time.time())
+            self._put_file(self._pack_key(info.name), Oid(digest), tmp, info.size)
             crash.point("remote-pack-put")
-            self._call("put_object", "upload", f"pack index {name}",
-                       Key=self._pack_key(name, pack.INDEX_SUFFIX), Body=index)
-            self._shelf.added(pack.PackInfo(name, size, time.time(), entries))
+            self._call("put_object", "upload", f"pack index {info.name}",
+                       Key=self._pack_key(info.name, pack.INDEX_SUFFIX), Body=index)
+            self._shelf.added(info)
 
         for _ in self._run(one, built):
             pass

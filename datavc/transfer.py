@@ -131,6 +131,7 @@ def _run(jobs: int, fn: Callable[[T], object], items: Iterable[T]) -> None:
         for item in items:
             fn(item)
         return
+    parallel.return_big_buffers()  # threads moving MiB-sized pieces: no per-thread hoard
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="datavc-transfer") as pool:
         futures: list[Future[object]] = [pool.submit(fn, item) for item in items]
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
@@ -183,7 +184,6 @@ def push(store: ObjectStore, remote: Remote, roots: list[Root], *, jobs: int,
         elif isinstance(remote, LocalRemote):
             # a disk, not a network: a few threads keep it busy (as copy_objects does), and
             # each holds a copy buffer of up to 4 MiB (a mixed push peaked at 100 MB, now 51)
-            parallel.return_big_buffers()
             _batched(remote, lambda: _run(min(jobs, parallel.MAX_THREADS), put, oids))
         else:
             _batched(remote, lambda: _run(jobs, put, oids))

@@ -160,3 +160,22 @@ def no_processes_left_in(path: Path, timeout: float = 20.0) -> list[int]:
     while (left := processes_in(path)) and time.monotonic() < deadline:
         time.sleep(0.1)
     return left
+
+
+def push_killed_when(root: Path, ready, timeout: float = 60.0) -> None:
+    """Run `datavc push` in ``root`` and SIGKILL it as soon as ``ready()`` is true (or it
+    ends, or ``timeout`` passes); return once it is gone."""
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "datavc", "push"], cwd=root,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None and time.monotonic() < deadline and not ready():
+            time.sleep(0.001)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()

@@ -5,11 +5,6 @@ partial and interrupted packs never put a wrong byte in a cache or a work tree."
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +12,14 @@ import xxhash
 
 from datavc import pack
 from tests.conftest import gen, git, read_tree
-from tests.func.helpers import cache_objects, fails, no_processes_left_in, ok, tmp_files
+from tests.func.helpers import (
+    cache_objects,
+    fails,
+    no_processes_left_in,
+    ok,
+    push_killed_when,
+    tmp_files,
+)
 from tests.func.test_transfer import MANY, clone_of, committed, remote_ids
 from tests.s3server import aws_env, s3_bucket, s3_client, s3_server  # noqa: F401
 
@@ -184,19 +186,8 @@ def test_kill_9_during_a_packed_push_leaves_nothing_wrong(root, run, tmp_path, w
     big = {f"d{i}": {f"f{j:04d}": f"file {i} {j}\n" * (j % 50 + 1) for j in range(2000)}
            for i in range(4)}
     committed(root, run, big)
-    proc = subprocess.Popen([sys.executable, "-m", "datavc", "push"], cwd=root,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while proc.poll() is None and time.monotonic() < deadline:
-            d = where / when
-            if d.exists() and any(d.iterdir()):
-                break
-            time.sleep(0.001)
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+    d = where / when
+    push_killed_when(root, lambda: d.exists() and any(d.iterdir()))
     assert no_processes_left_in(root) == []
     packs = where / "packs"
     for idx in packs.glob("*.idx") if packs.exists() else ():

@@ -17,6 +17,7 @@ from tests.func.helpers import (
     no_processes_left_in,
     object_path,
     ok,
+    push_killed_when,
     tmp_files,
     wipe_cache,
 )
@@ -309,28 +310,12 @@ def test_many_objects_with_a_corrupt_cache_object_push_nothing_wrong(root, run, 
 
 @pytest.mark.parametrize("when", ["tmp", "objects"])
 def test_kill_9_during_a_many_object_push_leaves_no_wrong_object(root, run, tmp_path, when):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
     import xxhash
 
     where = dir_remote(root, run, tmp_path)
     committed(root, run, MANY)
-    proc = subprocess.Popen([sys.executable, "-m", "datavc", "push"], cwd=root,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while proc.poll() is None and time.monotonic() < deadline:
-            if sum(1 for _ in (where / when).glob("**/*" if when == "objects" else "*")) > 5:
-                break
-            time.sleep(0.001)
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+    push_killed_when(root, lambda: sum(1 for _ in (where / when).glob(
+        "**/*" if when == "objects" else "*")) > 5)
     assert no_processes_left_in(root) == []  # workers and their fork server died with it
     for path in (where / "objects").glob("*/*"):  # whatever is there is exactly right
         assert xxhash.xxh3_128_hexdigest(path.read_bytes()) == path.parent.name + path.name
