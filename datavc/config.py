@@ -8,6 +8,7 @@ Known keys (docs/format.md §5)::
     [cache]
     type = ["reflink", "copy"]      # link strategies tried in order for workspace files
     jobs = 2                        # hashing processes (default: number of CPUs)
+    pack = true                     # many small files of an add go into packs (copy only)
     [core] remote = "storage"       # the default remote
     [remote.storage]                # one table per remote
     url = "s3://bucket/prefix"      # or a directory path / file:///abs/path
@@ -30,7 +31,7 @@ FORMAT = 1
 LINK_TYPES = ("reflink", "hardlink", "symlink", "copy")
 DEFAULT_LINKS = ("reflink", "copy")
 MAX_BYTES = 1 << 20
-_KNOWN = {"core": {"format", "remote"}, "cache": {"type", "jobs"}, "remote": None}
+_KNOWN = {"core": {"format", "remote"}, "cache": {"type", "jobs", "pack"}, "remote": None}
 SECRET_KEYS = frozenset({"access_key_id", "secret_access_key", "session_token"})
 REMOTE_KEYS = {"url": str, "endpoint_url": str, "region": str, "profile": str,
                "path_style": bool, "pack": bool, **{k: str for k in SECRET_KEYS}}
@@ -43,6 +44,7 @@ class Config:
     link_types: tuple[str, ...] = DEFAULT_LINKS
     jobs: int | None = None
     raw: dict[str, Any] | None = None
+    pack: bool = True
 
 
 def read_toml(path: str) -> dict[str, Any]:
@@ -196,6 +198,9 @@ def _validate(doc: dict[str, Any], where: str) -> Config:
     jobs = cache.get("jobs")
     if jobs is not None and not (type(jobs) is int and 1 <= jobs <= 256):
         raise ConfigError(f"{where}: cache.jobs must be an integer from 1 to 256")
+    packing = cache.get("pack", True)
+    if type(packing) is not bool:
+        raise ConfigError(f"{where}: cache.pack must be true or false")
     default = doc.get("core", {}).get("remote")
     if default is not None and (not isinstance(default, str)
                                 or default not in (doc.get("remote") or {})):
@@ -205,7 +210,7 @@ def _validate(doc: dict[str, Any], where: str) -> Config:
         if "url" not in table:
             raise ConfigError(f"{where}: [remote.{name}] has no url",
                               hint=f"datavc remote modify {name} url URL")
-    return Config(fmt, tuple(links), jobs, doc)
+    return Config(fmt, tuple(links), jobs, doc, packing)
 
 
 def dumps(doc: dict[str, Any]) -> str:

@@ -4,6 +4,9 @@
   object they name must be in the cache with the size the listing declares.
 - Cache: every object file's name must be an id; with ``read_data`` its bytes are re-hashed
   (mode bits and indexes prove nothing), else its size is compared with what a listing says.
+  Packed objects likewise, from their packs; a pack whose index is damaged is ``corrupt``,
+  half a pack (one file of the two) ``junk``. A good loose copy of an object shadows its
+  packed copy (that is how ``--repair`` mends an object of a pack).
 - Remote: every named object must be there; with ``read_data`` each is downloaded and
   re-hashed (in memory of one chunk at a time).
 
@@ -20,7 +23,7 @@ from typing import Any
 
 import xxhash
 
-from . import listing
+from . import listing, pack
 from .errors import DatavcError, ObjectMissingError
 from .gc import Kept
 from .hashing import CHUNK, Oid
@@ -144,9 +147,61 @@ def check_cache(store: ObjectStore, named: Named, *, read_data: bool,
                                         f"{size} bytes, the listing says {want}"))
             if progress is not None:
                 progress(1, size)
+    problems += _check_packs(store, named, seen, read_data, progress)
     for digest in sorted(set(named.sizes) - seen):
         problems.append(Problem("missing", "cache", str(Oid(digest)),
                                 list(named.paths.get(digest, [])), "not in the cache"))
+    return problems
+
+
+def _check_packs(store: ObjectStore, named: Named, seen: set[bytes], read_data: bool,
+                 progress: Callable[[int, int], object] | None) -> list[Problem]:
+    """The cache's packs: each object not already seen loose is checked as a loose one is
+    (and added to ``seen``)."""
+    problems: list[Problem] = []
+
+    def junk(key: str) -> None:
+        problems.append(Problem("junk", "cache", None, [], key))
+
+    for info in store.scan_packs(on_junk=junk):
+        where = f"{pack.PACKS}/{info.name}"
+        if info.entries is None:
+            if info.problem == pack.DAMAGED:
+                problems.append(Problem("corrupt", "cache", None, [],
+                                        f"{where}.idx: damaged or not the index of its pack"))
+            else:  # half a pack: what an interrupted add or gc leaves, which gc removes
+                half = pack.PACK_SUFFIX if info.problem == pack.NO_INDEX else pack.INDEX_SUFFIX
+                junk(where + half)
+            continue
+        fd = None
+        try:
+            if read_data:
+                fd = os.open(store.pack_path(info.name), os.O_RDONLY | os.O_CLOEXEC)
+            for digest, offset, size in info.objects():
+                if digest in seen:
+                    continue
+                seen.add(digest)
+                paths = list(named.paths.get(digest, []))
+                if fd is not None:
+                    got = xxhash.xxh3_128_digest(os.pread(fd, size, offset))
+                    if got != digest:
+                        problems.append(Problem("corrupt", "cache", str(Oid(digest)), paths,
+                                                f"{size} bytes in {where}.pack hashing to "
+                                                f"{Oid(got)}"))
+                        continue
+                want = named.sizes.get(digest)
+                if want is not None and size != want:
+                    problems.append(Problem("size", "cache", str(Oid(digest)), paths,
+                                            f"{size} bytes in {where}.pack, the listing "
+                                            f"says {want}"))
+                if progress is not None:
+                    progress(1, size)
+        except OSError as exc:
+            problems.append(Problem("corrupt", "cache", None, [],
+                                    f"{where}.pack cannot be read: {exc.strerror}"))
+        finally:
+            if fd is not None:
+                os.close(fd)
     return problems
 
 

@@ -15,10 +15,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from . import crash, listing
+import xxhash
+
+from . import crash, listing, pack
 from .errors import DatavcError, from_oserror
 from .hashing import Oid
-from .objects import FANOUT, ObjectStore, object_path
+from .objects import FANOUT, ObjectStore, object_path, write_pack
 from .tree import MAX_DEPTH, Budget
 
 DEFAULT_GRACE = 3600  # seconds
@@ -48,10 +50,19 @@ class Sweep:
     doomed: list[tuple[Oid, int]] = field(default_factory=list)
     recent: int = 0
     kept: int = 0
+    packed: list[tuple[Oid, int]] = field(default_factory=list)  # doomed objects in packs
+    packs: list[str] = field(default_factory=list)  # packs deleted whole (or half packs)
+    repack: list[tuple[str, list[tuple[bytes, int, int]], int]] = field(default_factory=list)
+    """packs rewritten with only their live objects: (name, [(digest, offset, size)],
+    how many dead ones they hold)"""
 
     @property
     def nbytes(self) -> int:
-        return sum(size for _, size in self.doomed)
+        return sum(size for _, size in self.doomed) + sum(size for _, size in self.packed)
+
+    @property
+    def count(self) -> int:
+        return len(self.doomed) + len(self.packed)
 
 
 def mark(store: ObjectStore, kept: Iterable[Kept],
@@ -126,7 +137,85 @@ def plan(store: ObjectStore, live: set[bytes], *, grace: float = DEFAULT_GRACE,
                 out.recent += 1
                 continue
             out.doomed.append((Oid(digest), st.st_size))
+    _plan_packs(store, live, now - grace, out)
     return out
+
+
+def _plan_packs(store: ObjectStore, live: set[bytes], before: float, out: Sweep) -> None:
+    """Packs stored before ``before``: deleted whole when nothing in them is live,
+    rewritten with their live objects when some are dead. Younger packs stay whole; so does
+    a pack whose index is damaged (its objects cannot be told apart). A half pack (one file
+    of the two, left by an interrupted add or gc) goes once it is old."""
+    for info in store.scan_packs():
+        if info.entries is None:
+            if info.problem != pack.DAMAGED and info.stored < before:
+                out.packs.append(info.name)
+            continue
+        objects = list(info.objects())
+        dead = [(d, o, n) for d, o, n in objects if d not in live]
+        out.kept += len(objects) - len(dead)
+        if not dead:
+            continue
+        if info.stored >= before:
+            out.recent += len(dead)
+            continue
+        out.packed.extend((Oid(d), n) for d, _, n in dead)
+        if len(dead) == len(objects):
+            out.packs.append(info.name)
+        else:
+            out.repack.append((info.name, [(d, o, n) for d, o, n in objects if d in live],
+                               len(dead)))
+
+
+def sweep_packs(store: ObjectStore, plan_: Sweep) -> int:
+    """Rewrite and delete the packs of ``plan_``; the count of objects deleted. The new
+    packs are durable and named before an old one goes (barrier, rename, barrier); an old
+    pack goes index first, so no reader ever counts half a pack. A pack to rewrite whose
+    live objects do not all read back as their ids is left as it is (fsck reports it)."""
+    deleted = len(plan_.packed)
+    gone = list(plan_.packs)
+    for name, keep, ndead in plan_.repack:
+        objects = _read_live(store, name, keep)
+        if objects is None:
+            deleted -= ndead
+            continue
+        stem = write_pack(store.tmp_dir, objects)
+        store.pending_packs[stem] = [d for d, _ in objects]
+        gone.append(name)
+    store.publish()
+    crash.point("gc-repacked")
+    for name in gone:
+        for suffix in (pack.INDEX_SUFFIX, pack.PACK_SUFFIX):
+            path = store.pack_path(name, suffix)
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise from_oserror(exc, path, "delete pack") from exc
+    store.reload_packs()
+    return deleted
+
+
+def _read_live(store: ObjectStore, name: str, keep: list[tuple[bytes, int, int]]
+               ) -> list[tuple[bytes, bytes]] | None:
+    path = store.pack_path(name)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise from_oserror(exc, path, "read pack") from exc
+    try:
+        out = []
+        for digest, offset, size in keep:
+            data = os.pread(fd, size, offset)
+            if len(data) != size or xxhash.xxh3_128_digest(data) != digest:
+                return None
+            out.append((digest, data))
+        return out
+    finally:
+        os.close(fd)
 
 
 def sweep(store: ObjectStore, doomed: list[tuple[Oid, int]]) -> int:

@@ -253,14 +253,23 @@ class History(RepoCore):
         try:
             found = self._find_file(parts, sha, rev)
             try:
-                return reader.open_object(self.store.path(found.oid), found)
+                return self._open_object(found)
             except ObjectMissingError:
                 self._fetch_object(found.oid)
-            return reader.open_object(self.store.path(found.oid), found)
+            return self._open_object(found)
         except ObjectMissingError as exc:
             at = f" at revision '{rev}'" if rev is not None else ""
             raise ObjectMissingError(f"cannot read '{'/'.join(parts)}'{at}: {exc.message}",
                                      hint=exc.hint) from None
+
+    def _open_object(self, found: reader.Found) -> io.BufferedReader:
+        from . import reader
+
+        at = self.store.locate([found.oid.digest]).get(found.oid.digest)
+        if at is not None:  # a packed object: small, read and verified whole
+            return reader.open_bytes(self.store.read_bytes(found.oid, limit=at[2]), found,
+                                     at[0])
+        return reader.open_object(self.store.path(found.oid), found)
 
     def read_bytes(self, path: str | os.PathLike[str], rev: str | None = None) -> bytes:
         """The whole verified content of one tracked file (see :meth:`open`)."""

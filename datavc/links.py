@@ -36,18 +36,24 @@ class Linker:
         self.types = list(types)
         self.unnamed = hasattr(os, "O_TMPFILE")  # until the file system says otherwise
 
-    def place(self, digest: bytes, dir_fd: int, name: str, *, executable: bool) -> os.stat_result:
-        """Put object ``digest`` at ``name`` in ``dir_fd``; return the new file's lstat."""
-        src = object_path(self.objects_dir, digest)
-        if self.types[0] == "copy" and self.unnamed:
-            st = self._copy_unnamed(src, digest, dir_fd, name, executable)
+    def place(self, digest: bytes, dir_fd: int, name: str, *, executable: bool,
+              at: tuple[str, int, int] | None = None) -> os.stat_result:
+        """Put object ``digest`` at ``name`` in ``dir_fd``; return the new file's lstat.
+        ``at``: the object is in a pack (file, offset, size), and is copied from there."""
+        src = object_path(self.objects_dir, digest) if at is None else at[0]
+        span = None if at is None else at[1:]
+        if (self.types[0] == "copy" or at is not None) and self.unnamed:
+            st = self._copy_unnamed(src, digest, dir_fd, name, executable, span)
             if st is not None:
                 return st
         while True:
-            kind = self.types[0]
+            kind = "copy" if at is not None else self.types[0]
             tmp = fsutil.tmp_name()
             try:
-                _MAKERS[kind](src, digest, dir_fd, tmp, executable)
+                if span is not None:
+                    _copy(src, digest, dir_fd, tmp, executable, span)
+                else:
+                    _MAKERS[kind](src, digest, dir_fd, tmp, executable)
             except OSError as exc:
                 if exc.errno in _FALLBACK_ERRNOS and len(self.types) > 1:
                     self.types.pop(0)
@@ -66,7 +72,8 @@ class Linker:
         return self.types[0]
 
     def _copy_unnamed(self, src: str, digest: bytes, dir_fd: int, name: str,
-                      executable: bool) -> os.stat_result | None:
+                      executable: bool, span: tuple[int, int] | None = None
+                      ) -> os.stat_result | None:
         """Copy into an unnamed O_TMPFILE and link it in once verified: as atomic as
         temp+rename, one directory operation cheaper. None where unsupported."""
         flags = os.O_RDWR | getattr(os, "O_TMPFILE", 0) | os.O_CLOEXEC
@@ -78,7 +85,7 @@ class Linker:
                 return None
             raise
         try:
-            _copy_verified(src, digest, dfd)
+            _copy_verified(src, digest, dfd, span)
             crash.point("workspace-tmp-written")
             if not self._link_in(dfd, dir_fd, name):
                 return None
@@ -104,11 +111,12 @@ class Linker:
             raise
 
 
-def _copy(src: str, digest: bytes, dir_fd: int, tmp: str, executable: bool) -> None:
+def _copy(src: str, digest: bytes, dir_fd: int, tmp: str, executable: bool,
+          span: tuple[int, int] | None = None) -> None:
     dfd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                   0o777 if executable else 0o666, dir_fd=dir_fd)
     try:
-        _copy_verified(src, digest, dfd)
+        _copy_verified(src, digest, dfd, span)
     except BaseException:
         os.close(dfd)
         os.unlink(tmp, dir_fd=dir_fd)
@@ -116,18 +124,27 @@ def _copy(src: str, digest: bytes, dir_fd: int, tmp: str, executable: bool) -> N
     os.close(dfd)
 
 
-def _copy_verified(src: str, digest: bytes, dfd: int) -> None:
-    """Copy object ``src`` into ``dfd``, hashing as it goes; IntegrityError on a mismatch
-    (the caller discards what was written)."""
+def _copy_verified(src: str, digest: bytes, dfd: int,
+                   span: tuple[int, int] | None = None) -> None:
+    """Copy object ``src`` (or the ``span``, offset and size, of pack ``src``) into
+    ``dfd``, hashing as it goes; IntegrityError on a mismatch (the caller discards what
+    was written)."""
     sfd = _open_object(src)
     try:
-        got = _copy_hashing(sfd, dfd)
+        if span is None:
+            got = _copy_hashing(sfd, dfd)
+        else:
+            data = os.pread(sfd, span[1], span[0])
+            fsutil.write_all(dfd, data)
+            got = xxhash.xxh3_128_digest(data) if len(data) == span[1] else b""
     finally:
         os.close(sfd)
     if got != digest:
         raise IntegrityError(
             f"cache object {Oid(digest)} is corrupt: its content does not match its id ({src})",
-            hint="delete it and re-add or re-fetch the data that produced it")
+            hint="delete it and re-add or re-fetch the data that produced it" if span is None
+            else "run `datavc fsck --repair` to fetch a good copy from the remote, or re-add "
+                 "the data that produced it")
 
 
 def _copy_hashing(sfd: int, dfd: int) -> bytes:

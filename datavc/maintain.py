@@ -255,7 +255,8 @@ class Maintenance(Sync):
             live = gc_mod.mark(self.store, kept)
             entries, dropped = self._runs_kept(live)
             plan = gc_mod.plan(self.store, live | entries, grace=grace)
-            deleted = len(plan.doomed) if dry_run else gc_mod.sweep(self.store, plan.doomed)
+            deleted = plan.count if dry_run else (gc_mod.sweep(self.store, plan.doomed)
+                                                  + gc_mod.sweep_packs(self.store, plan))
             results.append(GcResult("cache", dry_run, deleted, plan.nbytes, plan.kept,
                                     plan.recent, dropped))
             if remote is not None:
@@ -387,6 +388,7 @@ class Maintenance(Sync):
             if not bad:
                 return found
             with self._locked("fsck"):
+                self.store.forget_packed(Oid.parse(t).digest for t in bad)
                 for text in bad:
                     path = self.store.path(Oid.parse(text))
                     if os.path.lexists(path):

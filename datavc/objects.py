@@ -17,11 +17,12 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from typing import BinaryIO, NamedTuple
 
 import xxhash
 
-from . import crash, fsutil
+from . import crash, fsutil, pack
 from .errors import DatavcError, IntegrityError, ObjectMissingError, from_oserror
 from .hashing import CHUNK, Oid, hash_fd
 
@@ -42,13 +43,15 @@ def stat_key(st: os.stat_result) -> StatKey:
 
 class Stored(NamedTuple):
     """The result of hashing (and maybe storing) one workspace file. ``tmp`` is the temp
-    file awaiting :func:`publish`, None when nothing was written (object already stored)."""
+    file awaiting :func:`publish`, None when nothing was written (object already stored);
+    ``pack``, the temp pack (a :func:`write_pack` stem) that holds it instead."""
 
     digest: bytes
     size: int
     executable: bool
     stat: StatKey
     tmp: str | None = None
+    pack: str | None = None
 
 
 class ObjectStore:
@@ -58,7 +61,11 @@ class ObjectStore:
         self.root = root
         self.objects_dir = os.path.join(root, "objects")
         self.tmp_dir = os.path.join(root, "tmp")
+        self.packs_dir = os.path.join(root, pack.PACKS)
         self.pending: list[str] = []  # temps written in this process, awaiting publish
+        self.pending_packs: dict[str, list[bytes]] = {}  # temp pack stem -> its digests
+        self.pack_small = False  # stage many small files into packs (see hash_files)
+        self._packs: pack.PackSet | None = None
 
     def ensure_layout(self) -> None:
         try:
@@ -72,7 +79,68 @@ class ObjectStore:
         return object_path(self.objects_dir, oid.digest)
 
     def has(self, oid: Oid) -> bool:
-        return os.path.isfile(self.path(oid))
+        return os.path.isfile(self.path(oid)) or oid.digest in self.packed()
+
+    def packed(self) -> pack.PackSet:
+        """The cache's usable packs (read once per instance, then kept up to date by
+        :meth:`publish`): ``packs/<P>.pack`` with its index ``packs/<P>.idx``, as on a
+        directory remote. Damaged ones are left out (their objects look absent; fsck
+        reports them)."""
+        if self._packs is None:
+            found = pack.PackSet(local=True)
+            shelf = pack.PackShelf(self._pack_files, self._read_index)
+            for info in shelf.scan():
+                if info.entries is not None:
+                    found.add(info)
+                elif info.problem == pack.DAMAGED:
+                    found.damaged.append(info.name)
+            self._packs = found
+        return self._packs
+
+    def reload_packs(self) -> None:
+        """Read the packs afresh on next use (after packs were deleted)."""
+        self._packs = None
+
+    def forget_packed(self, digests: Iterable[bytes]) -> None:
+        """Count these packed objects as absent from now on in this instance: ``fsck
+        --repair`` fetches loose copies of damaged packed objects (a loose copy is always
+        read first)."""
+        where = self.packed().where
+        for d in digests:
+            where.pop(d, None)
+
+    def scan_packs(self, on_junk: Callable[[str], object] | None = None) -> list[pack.PackInfo]:
+        """Every pack file pair of the cache, read afresh (fsck, gc)."""
+        return pack.PackShelf(self._pack_files, self._read_index).scan(on_junk)
+
+    def _pack_files(self) -> Iterator[tuple[str, int, float]]:
+        try:
+            yield from pack.list_dir(self.packs_dir)
+        except OSError as exc:
+            raise from_oserror(exc, self.packs_dir, "list") from None
+
+    def _read_index(self, name: str) -> bytes:
+        path = self.pack_path(name, pack.INDEX_SUFFIX)
+        try:
+            return pack.read_index_file(path)
+        except OSError as exc:
+            raise from_oserror(exc, path, "read pack index") from None
+
+    def pack_path(self, name: str, suffix: str = pack.PACK_SUFFIX) -> str:
+        return os.path.join(self.packs_dir, name + suffix)
+
+    def locate(self, digests: Iterable[bytes]) -> dict[bytes, tuple[str, int, int]]:
+        """Of ``digests``, those found only in packs: where each is (pack file, offset,
+        size). A loose copy is preferred where there is one (fsck --repair fetches a good
+        loose copy of an object whose packed copy is damaged)."""
+        where = self.packed().where
+        if not where:
+            return {}
+        found = {d: where[d] for d in digests if d in where}
+        if found:
+            for d in self._loose_digests(set(found)):
+                del found[d]
+        return {d: (self.pack_path(p.pack), p.offset, p.size) for d, p in found.items()}
 
     def present(self, oids: Iterable[Oid]) -> set[Oid]:
         """The subset of ``oids`` in the store."""
@@ -80,7 +148,13 @@ class ObjectStore:
         return {wanted[d] for d in self.present_digests(set(wanted))}
 
     def present_digests(self, digests: set[bytes]) -> set[bytes]:
-        """The subset of raw ``digests`` in the store; lists fan-out dirs when asked many."""
+        """The subset of raw ``digests`` in the store, loose or packed."""
+        where = self.packed().where
+        packed = {d for d in digests if d in where} if where else set()
+        return packed | self._loose_digests(digests - packed)
+
+    def _loose_digests(self, digests: set[bytes]) -> set[bytes]:
+        """The subset of ``digests`` stored loose; lists fan-out dirs when asked many."""
         if len(digests) < 4096:
             return {d for d in digests if os.path.isfile(object_path(self.objects_dir, d))}
         by_prefix: dict[str, dict[str, bytes]] = {}
@@ -98,8 +172,21 @@ class ObjectStore:
 
     def clear_tmp(self) -> None:
         """Remove temp files of dead writers, in ``tmp/`` and its fan-out directories (which
-        stay), and private directories a day old; only call with the repository lock held."""
+        stay), private directories a day old, and half packs (one file of the two: a writer
+        of ``packs/`` holds the lock, so one found now was left by a killed one); only call
+        with the repository lock held."""
         clear_dir(self.tmp_dir)
+        halves: dict[str, int] = {}
+        with contextlib.suppress(OSError):
+            for name, size, _ in pack.list_dir(self.packs_dir):
+                stem, dot, suffix = name.partition(".")
+                if size >= 0 and f"{dot}{suffix}" in (pack.PACK_SUFFIX, pack.INDEX_SUFFIX):
+                    halves[stem] = halves.get(stem, 0) + 1
+        for stem, n in halves.items():
+            if n == 1 and pack.is_pack_name(stem):
+                for suffix in (pack.PACK_SUFFIX, pack.INDEX_SUFFIX):
+                    with contextlib.suppress(OSError):
+                        os.unlink(self.pack_path(stem, suffix))
         before = time.time() - PRIVATE_MAX_AGE
         with contextlib.suppress(OSError), os.scandir(self.tmp_dir) as it:
             for entry in it:
@@ -124,6 +211,7 @@ class ObjectStore:
             shutil.rmtree(path, ignore_errors=True)
 
     def iter_oids(self) -> Iterable[Oid]:
+        """Every object stored loose (packed ones: :meth:`packed`)."""
         for prefix in sorted(os.listdir(self.objects_dir)):
             sub = os.path.join(self.objects_dir, prefix)
             if len(prefix) != FANOUT or not os.path.isdir(sub):
@@ -139,6 +227,9 @@ class ObjectStore:
             with open(path, "rb") as f:
                 data = fsutil.read_limited(f, limit)
         except FileNotFoundError:
+            at = self.packed().where.get(oid.digest)
+            if at is not None:
+                return self._read_packed(oid, at, limit)
             raise ObjectMissingError(
                 f"object {oid} is not in the cache ({path})",
                 hint="re-add the data that produced it, or copy the object from another "
@@ -154,6 +245,71 @@ class ObjectStore:
                 hint="delete the object file and re-add the data that produced it",
             )
         return data
+
+    def _read_packed(self, oid: Oid, at: pack.Packed, limit: int) -> bytes:
+        path = self.pack_path(at.pack)
+        if at.size > limit:
+            raise IntegrityError(f"object {oid} is larger than the {limit}-byte limit for it")
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                data = os.pread(fd, at.size, at.offset)
+            finally:
+                os.close(fd)
+        except FileNotFoundError:
+            raise ObjectMissingError(f"object {oid} is not in the cache (its pack {path} "
+                                     f"is gone)", hint="run the command again") from None
+        except OSError as exc:
+            raise from_oserror(exc, path, "read object") from exc
+        if xxhash.xxh3_128_digest(data) != oid.digest:
+            raise IntegrityError(
+                f"cache object {oid} is corrupt: its bytes in pack {path} do not match its id",
+                hint="run `datavc fsck --repair` to fetch a good copy from the remote, or "
+                     "re-add the data that produced it")
+        return data
+
+    def extract(self, oids: Iterable[Oid], into: str) -> dict[Oid, str]:
+        """A file path holding each of ``oids``: the loose object, or for one found only in
+        a pack a verified copy written into directory ``into`` (for code that reads whole
+        files: uploads of single objects)."""
+        oids = list(oids)
+        located = self.locate(o.digest for o in oids)
+        out = {}
+        for oid in oids:
+            if oid.digest not in located:
+                out[oid] = self.path(oid)
+                continue
+            data = self.read_bytes(oid, limit=pack.MAX_OBJECT)
+            try:
+                out[oid] = write_tmp(into, oid.digest, data)
+            except OSError as exc:
+                raise from_oserror(exc, into, f"copy object {oid} into") from exc
+        return out
+
+    def unpack(self, digests: Iterable[bytes]) -> int:
+        """Stage a loose copy of each of ``digests`` found only in packs (hardlink and
+        symlink checkouts link loose objects); pending until :func:`publish`. The count."""
+        located = self.locate(digests)
+        for digest in located:
+            data = self.read_bytes(Oid(digest), limit=pack.MAX_OBJECT)
+            try:
+                self.pending.append(write_tmp(self.tmp_dir, digest, data))
+            except OSError as exc:
+                raise from_oserror(exc, self.tmp_dir, f"store object {Oid(digest)} in") from exc
+        return len(located)
+
+    def size_of(self, oid: Oid) -> int:
+        """The size of a stored object (loose or packed)."""
+        path = self.path(oid)
+        try:
+            return os.stat(path).st_size
+        except FileNotFoundError:
+            at = self.packed().where.get(oid.digest)
+            if at is not None:
+                return at.size
+            raise ObjectMissingError(f"object {oid} is not in the cache ({path})") from None
+        except OSError as exc:
+            raise from_oserror(exc, path, "read object") from exc
 
     def add_bytes(self, data: bytes, *, replace: bool = False) -> Oid:
         """Stage ``data`` as an object (pending until :func:`publish`); return its id.
@@ -205,20 +361,55 @@ class ObjectStore:
 
     def pending_digests(self) -> set[bytes]:
         """Digests of the objects staged in this process, not yet published."""
-        return {bytes.fromhex(os.path.basename(t)[:32]) for t in self.pending}
+        out = {bytes.fromhex(os.path.basename(t)[:32]) for t in self.pending}
+        for digests in self.pending_packs.values():
+            out.update(digests)
+        return out
 
     def sync(self) -> None:
         """One sync barrier on the cache's file system."""
         fsutil.sync_barrier(self.root)
 
-    def publish(self) -> None:
-        """Barrier, name every pending object, barrier (serially; see parallel.publish)."""
+    def publish(self, rename: Callable[[list[str]], object] | None = None) -> None:
+        """Barrier, name every pending object and pack, barrier. ``rename`` names the loose
+        ones (default: here, serially; see parallel.publish)."""
         tmps, self.pending = self.pending, []
-        if tmps:
+        stems, self.pending_packs = list(self.pending_packs), {}
+        if not tmps and not stems:
+            return
+        try:
             self.sync()
             crash.point("objects-synced")
-            rename_into_place(self.objects_dir, tmps)
+            if tmps:
+                (rename or partial(rename_into_place, self.objects_dir))(tmps)
+            self._name_packs(stems)
             self.sync()
+        finally:
+            for stem in stems:  # left only when the rename failed
+                discard_pack(stem)
+
+    def _name_packs(self, stems: list[str]) -> None:
+        """Rename each synced temp pack into ``packs/``: the pack, then its index (a reader
+        counts a pack only once both are there)."""
+        if not stems:
+            return
+        try:
+            os.makedirs(self.packs_dir, exist_ok=True)
+        except OSError as exc:
+            raise from_oserror(exc, self.packs_dir, "create") from exc
+        for stem in stems:
+            name = os.path.basename(stem)[len(PACK_TMP):][:32]
+            for suffix in (pack.PACK_SUFFIX, pack.INDEX_SUFFIX):
+                dest = self.pack_path(name, suffix)
+                try:
+                    os.rename(stem + suffix, dest)
+                except OSError as exc:
+                    raise from_oserror(exc, dest, "name pack") from exc
+                crash.point("pack-renamed")
+            if self._packs is not None:
+                with open(self.pack_path(name, pack.INDEX_SUFFIX), "rb") as f:
+                    _, info = pack.own_index(f.read(), time.time())
+                self._packs.add(info)
 
 
 class _HashingSink:
@@ -253,13 +444,16 @@ def open_for_read(path: str) -> int:
         raise from_oserror(exc, path, "read") from exc
 
 
-def store_fd(fd: int, path: str, objects_dir: str, tmp_dir: str | None) -> Stored:
-    """:func:`store_file` on an already opened ``fd`` (closed here)."""
+def store_fd(fd: int, path: str, objects_dir: str, tmp_dir: str | None,
+             keep: Callable[[bytes, bytes], None] | None = None) -> Stored:
+    """:func:`store_file` on an already opened ``fd`` (closed here). With ``keep``, a
+    small file's bytes go to ``keep(digest, data)`` (a pack in the making) instead of a
+    temp file, unless the object is stored loose already."""
     tmp = None
     try:
         before = os.fstat(fd)
         if before.st_size <= _SMALL:
-            digest, tmp = _store_small(fd, before.st_size, objects_dir, tmp_dir)
+            digest, tmp = _store_small(fd, before.st_size, objects_dir, tmp_dir, keep)
         else:
             digest, tmp = _store_stream(fd, objects_dir, tmp_dir)
         after = os.fstat(fd)
@@ -277,8 +471,9 @@ def store_fd(fd: int, path: str, objects_dir: str, tmp_dir: str | None) -> Store
     return Stored(digest, before.st_size, bool(before.st_mode & 0o100), stat_key(before), tmp)
 
 
-def _store_small(fd: int, size: int, objects_dir: str,
-                 tmp_dir: str | None) -> tuple[bytes, str | None]:
+def _store_small(fd: int, size: int, objects_dir: str, tmp_dir: str | None,
+                 keep: Callable[[bytes, bytes], None] | None = None
+                 ) -> tuple[bytes, str | None]:
     # One read: a regular file yields ``size`` bytes at once. If it grew meanwhile, read the
     # rest; the caller's fstat-after check then refuses the changed file anyway.
     data = os.read(fd, size + 1)
@@ -289,6 +484,9 @@ def _store_small(fd: int, size: int, objects_dir: str,
         data = b"".join(chunks)
     digest = xxhash.xxh3_128_digest(data)
     if tmp_dir is None or os.path.exists(object_path(objects_dir, digest)):
+        return digest, None
+    if keep is not None and len(data) == size:
+        keep(digest, data)
         return digest, None
     return digest, write_tmp(tmp_dir, digest, data)
 
@@ -419,6 +617,9 @@ def read_verified(store: ObjectStore, oid: Oid) -> Iterator[bytes]:
 
     Raises IntegrityError before yielding anything when the content does not match.
     """
+    if store.locate([oid.digest]):
+        yield store.read_bytes(oid, limit=pack.MAX_OBJECT)
+        return
     path = store.path(oid)
     verify_object(path, oid)
     with open(path, "rb") as f:
@@ -440,3 +641,40 @@ def verify_object(path: str, oid: Oid) -> None:
         raise IntegrityError(f"cache object {oid} is corrupt: its content does not match its id "
                              f"({path})",
                              hint="delete the object file and re-add the data that produced it")
+
+
+PACK_TMP = "pack-"
+
+
+def write_pack(tmp_dir: str, objects: list[tuple[bytes, bytes]]) -> str:
+    """Write ``objects`` (digest, bytes; verified by the caller) as a pack and its index,
+    read-only, to ``<tmp_dir>/pack-<P>-<unique>.pack`` and ``.idx``; no fsync (see
+    :meth:`ObjectStore.publish`). Returns that stem. Nothing is left on failure."""
+    entries = [(d, len(data)) for d, data in objects]
+    body = b"".join(data for _, data in objects)
+    index = pack.encode_index(xxhash.xxh3_128_digest(body), entries)
+    stem = os.path.join(tmp_dir, f"{PACK_TMP}{pack.index_name(index)}-{fsutil.tmp_name()}")
+    written = []
+    try:
+        for suffix, data in ((pack.PACK_SUFFIX, body), (pack.INDEX_SUFFIX, index)):
+            fd = os.open(stem + suffix, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                         0o444)
+            written.append(stem + suffix)
+            try:
+                fsutil.write_all(fd, data)
+            finally:
+                os.close(fd)
+    except BaseException:
+        for path in written:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        raise
+    crash.point("pack-tmp-written")
+    return stem
+
+
+def discard_pack(stem: str) -> None:
+    """Remove what is left of a temp pack (its two files)."""
+    for suffix in (pack.PACK_SUFFIX, pack.INDEX_SUFFIX):
+        with contextlib.suppress(OSError):
+            os.unlink(stem + suffix)

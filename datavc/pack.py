@@ -21,18 +21,23 @@ remote's packs and the planning of ranged reads. The remotes store and read the 
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 import struct
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import msgpack
 import xxhash
 
+from . import fsutil
 from .errors import RemoteError, UnknownFormatError
 from .hashing import DIGEST_SIZE, Oid
 
+PACKS = "packs"  # the directory (or key prefix) of a store's packs
 MAGIC = "datavc.pack"
 VERSION = 1
 PACK_SUFFIX = ".pack"
@@ -171,11 +176,17 @@ class PackSet:
     packs: dict[str, PackInfo] = field(default_factory=dict)
     where: dict[bytes, Packed] = field(default_factory=dict)
     damaged: list[str] = field(default_factory=list)  # index files that could not be used
+    local: bool = False  # the packs of a cache, not of a remote (for messages)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, info: PackInfo) -> None:
         with self._lock:
             if len(self.where) + len(info.entries or b"") // ENTRY.size > MAX_PACKED:
+                if self.local:
+                    raise RemoteError(
+                        f"the cache's packs list more than {MAX_PACKED:,} objects, more than "
+                        f"this datavc reads (the memory is bounded)",
+                        hint="set `[cache] pack = false` and re-add, or split the cache")
                 raise RemoteError(f"the remote's packs list more than {MAX_PACKED:,} objects, "
                                   f"more than this datavc reads (the memory is bounded)",
                                   hint="store objects loose on this remote (`pack = false`) "
@@ -249,3 +260,107 @@ def groups(items: list[tuple[bytes, int]], *, target: int = TARGET,
     if cur:
         out.append(cur)
     return out
+
+
+Runner = Callable[[Callable[[str], "bytes | None"], list[str]], Iterable["bytes | None"]]
+
+
+class PackShelf:
+    """What a remote knows of its packs, shared by both backends. ``files`` lists
+    ``packs/`` as (file name, size, stored); ``read_index`` returns one ``.idx`` file's bytes
+    (at most :data:`MAX_INDEX` + 1). The set is read on first use and kept for the
+    instance (packs are immutable; ones pushed meanwhile by others are merely unknown, so
+    their objects look missing and are pushed again, which is harmless)."""
+
+    def __init__(self, files: Callable[[], Iterable[tuple[str, int, float]]],
+                 read_index: Callable[[str], bytes], run: Runner = map) -> None:
+        self._files, self._read_index, self._run = files, read_index, run
+        self._lock = threading.Lock()
+        self._set: PackSet | None = None
+
+    def get(self) -> PackSet:
+        with self._lock:
+            if self._set is None:
+                found = PackSet()
+                for info in self.scan():
+                    if info.entries is not None:
+                        found.add(info)
+                    else:
+                        found.damaged.append(info.name)
+                self._set = found
+            return self._set
+
+    def added(self, info: PackInfo) -> None:
+        """Count a pack this instance just stored."""
+        self.get().add(info)
+
+    def scan(self, on_junk: Callable[[str], object] | None = None) -> list[PackInfo]:
+        """Every pack, its index read and checked (see :meth:`Remote.iter_packs`)."""
+        packs: dict[str, tuple[int, float]] = {}
+        indexes: dict[str, float] = {}
+        for name, size, stored in self._files():
+            stem, dot, suffix = name.partition(".")
+            if size < 0 or not is_pack_name(stem) or f"{dot}{suffix}" not in (
+                    PACK_SUFFIX, INDEX_SUFFIX):
+                if on_junk is not None:
+                    on_junk(f"{PACKS}/{name}")
+            elif f"{dot}{suffix}" == PACK_SUFFIX:
+                packs[stem] = (size, stored)
+            else:
+                indexes[stem] = stored
+        both = sorted(indexes.keys() & packs.keys())
+        out = [PackInfo(n, *packs[n], problem=NO_INDEX)
+               for n in sorted(packs.keys() - indexes.keys())]
+        out += [PackInfo(n, 0, indexes[n], problem=NO_PACK)
+                for n in sorted(indexes.keys() - packs.keys())]
+        for name, entries in zip(both, self._run(self._entries, both), strict=True):
+            size, stored = packs[name]
+            total = sum(s for _, s in iter_entries(entries or b""))
+            ok = entries is not None and total == size
+            out.append(PackInfo(name, size, max(stored, indexes[name]),
+                                     entries if ok else None,
+                                     None if ok else DAMAGED))
+        return out
+
+    def _entries(self, name: str) -> bytes | None:
+        try:
+            return decode_index(self._read_index(name), name)[1]
+        except PackError:
+            return None
+
+
+def list_dir(packs_dir: str) -> Iterator[tuple[str, int, float]]:
+    """``(file name, size, stored)`` of each entry of a ``packs/`` directory, for
+    :class:`PackShelf`: size -1 for what is not a regular file (junk); nothing when the
+    directory does not exist. OSError for the caller to word."""
+    try:
+        names = sorted(os.listdir(packs_dir))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for name in names:
+        try:
+            st = os.stat(os.path.join(packs_dir, name), follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            yield name, st.st_size, max(st.st_mtime, st.st_ctime)
+        else:
+            yield name, -1, 0.0
+
+
+def read_index_file(path: str) -> bytes:
+    """An index file's bytes (at most MAX_INDEX + 1), or b"" when it is gone or not a
+    regular file (a FIFO there must not block the reader). OSError for the caller to word."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENXIO):
+            return b""
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return b""
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return fsutil.read_limited(f, MAX_INDEX)
+    finally:
+        os.close(fd)

@@ -20,10 +20,12 @@ from .errors import DatavcError, from_oserror
 from .objects import (
     ObjectStore,
     Stored,
+    discard_pack,
     object_path,
     open_for_read,
     rename_into_place,
     store_fd,
+    write_pack,
     write_tmp,
 )
 
@@ -186,13 +188,32 @@ def hash_files(paths: list[str], *, store: ObjectStore | None, jobs: int,
     :func:`publish`). Results in the order of ``paths``."""
     objects_dir = store.objects_dir if store else ""
     tmp_dir = store.tmp_dir if store else None
-    chunks = [(list(c), objects_dir, tmp_dir) for c in split(paths, jobs)]
+    packing = store is not None and store.pack_small
+    chunks = [(list(c), objects_dir, tmp_dir, packing) for c in split(paths, jobs)]
     results = run_chunks(_hash_chunk, chunks, jobs=jobs, pool=worth_a_pool(paths),
                          measure=lambda part: (len(part), sum(r.size for r in part)),
                          progress=progress)
     if store is not None:
         store.pending.extend(r.tmp for r in results if r.tmp)
+        _keep_new_packs(store, results)
     return results
+
+
+def _keep_new_packs(store: ObjectStore, results: list[Stored]) -> None:
+    """Record the packs the workers wrote as pending in ``store``; one whose every object
+    the cache holds already (files touched but unchanged, in another pack) is removed."""
+    stems: dict[str, list[bytes]] = {}
+    for r in results:
+        if r.pack:
+            stems.setdefault(r.pack, []).append(r.digest)
+    if not stems:
+        return
+    where = store.packed().where
+    for stem, digests in stems.items():
+        if where and all(d in where for d in digests):
+            discard_pack(stem)
+        else:
+            store.pending_packs[stem] = digests
 
 
 def worth_a_pool(paths: list[str]) -> bool:
@@ -212,46 +233,120 @@ def worth_a_pool(paths: list[str]) -> bool:
 PREFETCH = 64
 
 
-def _hash_chunk(paths: list[str], objects_dir: str, tmp_dir: str | None) -> list[Stored]:
+def _hash_chunk(paths: list[str], objects_dir: str, tmp_dir: str | None,
+                packing: bool = False) -> list[Stored]:
     """Hash a chunk, asking the kernel to read ahead a batch of files at a time.
 
     Files are opened and announced with POSIX_FADV_WILLNEED in batches, so cold small-file
-    reads are queued to the disk together instead of waiting one by one.
+    reads are queued to the disk together instead of waiting one by one. With ``packing``,
+    new small objects are written as packs (:class:`_Packer`) rather than one file each.
     """
+    packer = (_Packer(tmp_dir) if packing and tmp_dir and len(paths) >= pack.MIN_OBJECTS
+              else None)
+    keep = packer.keep if packer else None
     out: list[Stored] = []
-    for start in range(0, len(paths), PREFETCH):
-        batch = paths[start:start + PREFETCH]
-        fds: list[int] = []
-        try:
-            for p in batch:
-                fds.append(open_for_read(p))
-                with contextlib.suppress(OSError):
-                    os.posix_fadvise(fds[-1], 0, 0, os.POSIX_FADV_WILLNEED)
-            for p in batch:
-                out.append(store_fd(fds.pop(0), p, objects_dir, tmp_dir))  # closes the fd
-        finally:
-            for fd in fds:
-                os.close(fd)
+    try:
+        for start in range(0, len(paths), PREFETCH):
+            batch = paths[start:start + PREFETCH]
+            fds: list[int] = []
+            try:
+                for p in batch:
+                    fds.append(open_for_read(p))
+                    with contextlib.suppress(OSError):
+                        os.posix_fadvise(fds[-1], 0, 0, os.POSIX_FADV_WILLNEED)
+                for p in batch:
+                    out.append(store_fd(fds.pop(0), p, objects_dir, tmp_dir, keep))
+            finally:
+                for fd in fds:
+                    os.close(fd)
+        if packer is not None:
+            out = packer.finish(out)
+    except BaseException:
+        if packer is not None:
+            packer.discard()
+        raise
     return out
 
 
-def publish(store: ObjectStore, *, jobs: int) -> None:
-    """Make the store's pending objects durable and give them their names.
+class _Packer:
+    """The new small objects of one chunk of an ``add``, written as packs of about
+    ``pack.TARGET`` bytes: a few files instead of one per object (creating 100k files and
+    renaming them into place was most of a 100k-file add). A chunk with fewer than
+    ``pack.MIN_OBJECTS`` of them stores them loose after all."""
 
-    One sync barrier (their bytes are on disk), the renames (in workers when there are
+    def __init__(self, tmp_dir: str) -> None:
+        self.tmp_dir = tmp_dir
+        self.held: dict[bytes, bytes] = {}
+        self.nbytes = 0
+        self.packed: dict[bytes, str] = {}  # digest -> stem of the pack holding it
+        self.stems: list[str] = []
+
+    def keep(self, digest: bytes, data: bytes) -> None:
+        if digest in self.held or digest in self.packed:
+            return
+        self.held[digest] = data
+        self.nbytes += len(data)
+        if self.nbytes >= pack.TARGET or len(self.held) >= pack.MOST_OBJECTS:
+            self._flush()
+
+    def _flush(self) -> None:
+        try:
+            stem = write_pack(self.tmp_dir, list(self.held.items()))
+        except OSError as exc:
+            raise from_oserror(exc, self.tmp_dir, "store objects in") from exc
+        self.stems.append(stem)
+        self.packed.update(dict.fromkeys(self.held, stem))
+        self.held, self.nbytes = {}, 0
+
+    def finish(self, out: list[Stored]) -> list[Stored]:
+        """``out`` with each kept object's pack, or its loose temp when few were left."""
+        loose: dict[bytes, str] = {}
+        if len(self.held) >= pack.MIN_OBJECTS:
+            self._flush()
+        else:
+            try:
+                for digest, data in self.held.items():
+                    loose[digest] = write_tmp(self.tmp_dir, digest, data)
+            except OSError as exc:
+                for tmp in loose.values():
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp)
+                raise from_oserror(exc, self.tmp_dir, "store objects in") from exc
+            self.held = {}
+        done = set()
+        for i, r in enumerate(out):
+            if r.digest in done:
+                continue
+            if r.digest in self.packed:
+                out[i] = r._replace(pack=self.packed[r.digest])
+                done.add(r.digest)  # one result per object names its pack
+            elif r.digest in loose:
+                out[i] = r._replace(tmp=loose.pop(r.digest))
+        return out
+
+    def discard(self) -> None:
+        for stem in self.stems:
+            discard_pack(stem)
+
+
+def publish(store: ObjectStore, *, jobs: int) -> None:
+    """Make the store's pending objects and packs durable and give them their names.
+
+    One sync barrier (their bytes are on disk), the renames (in threads when there are
     many), a second barrier (the names are on disk). Only then may a manifest name them.
     """
     if len(store.pending) < MIN_FILES_FOR_POOL or jobs <= 1:
         store.publish()
         return
-    tmps, store.pending = store.pending, []
-    store.sync()
-    crash.point("objects-synced")
-    chunks = [(store.objects_dir, list(c)) for c in split(tmps, jobs)]
-    # a rename is a system call, which releases the GIL: threads do it as fast as processes
-    run_chunks(rename_into_place, chunks, jobs=jobs, pool=False, threads=True,
-               measure=lambda part: (0, 0))
-    store.sync()
+
+    def rename(tmps: list[str]) -> None:
+        chunks = [(store.objects_dir, list(c)) for c in split(tmps, jobs)]
+        # a rename is a system call, which releases the GIL: threads do it as fast as
+        # processes
+        run_chunks(rename_into_place, chunks, jobs=jobs, pool=False, threads=True,
+                   measure=lambda part: (0, 0))
+
+    store.publish(rename)
 
 
 class Copied(NamedTuple):
@@ -328,48 +423,46 @@ class Built(NamedTuple):
     problems: list[tuple[bytes, str]]
 
 
-def build_packs(groups: list[list[tuple[str, bytes, int]]], tmp_dir: str, *, jobs: int,
+def build_packs(groups: list[list[tuple[str, int, bytes, int]]], tmp_dir: str, *, jobs: int,
                 progress: Progress | None = None) -> list[Built]:
-    """Write one pack per group of ``(path, digest, size)`` (small cache objects) into
-    ``tmp_dir``, verifying each object as it is read: a pack never holds bytes that are not
-    their id's. In worker processes when there are many objects (per-object work holds the
-    GIL), or on threads when they are big on average (:func:`processes_or_threads`).
-    Results in the order of ``groups``; the caller publishes or removes the temps."""
+    """Write one pack per group of ``(path, offset, digest, size)`` (small cache objects:
+    a loose object file with offset -1, or a place in a cache pack) into ``tmp_dir``,
+    verifying each object as it is read: a pack never holds bytes that are not their id's.
+    In worker processes when there are many objects (per-object work holds the GIL), or on
+    threads when they are big on average (:func:`processes_or_threads`). Results in the
+    order of ``groups``; the caller publishes or removes the temps."""
     chunks = [(g, tmp_dir) for g in groups]
     pool, threads = processes_or_threads(sum(len(g) for g in groups),
-                                         sum(n for g in groups for _, _, n in g))
+                                         sum(n for g in groups for _, _, _, n in g))
     return run_chunks(_pack_chunk, chunks, jobs=jobs, pool=pool, threads=threads,
                       measure=lambda part: (sum(len(b.entries) for b in part),
                                             sum(b.size for b in part)),
                       progress=progress)
 
 
-def _pack_chunk(items: list[tuple[str, bytes, int]], tmp_dir: str) -> list[Built]:
+def _pack_chunk(items: list[tuple[str, int, bytes, int]], tmp_dir: str) -> list[Built]:
     tmp = os.path.join(tmp_dir, f"pack-{fsutil.tmp_name()}")
     out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
     hasher = xxhash.xxh3_128()
     entries: list[tuple[bytes, int]] = []
     problems: list[tuple[bytes, str]] = []
     buf: list[bytes] = []
+    packs: dict[str, int | OSError] = {}  # cache packs read from, by path
     held = size = 0
     try:
         for start in range(0, len(items), PREFETCH):
             batch = items[start:start + PREFETCH]
-            fds = [_open_advised(path) for path, _, _ in batch]
+            fds = [_open_advised(path) if offset < 0 else -2 for path, offset, _, _ in batch]
             try:
-                for i, (path, digest, want) in enumerate(batch):
+                for i, (path, offset, digest, want) in enumerate(batch):
                     fd, fds[i] = fds[i], -1
-                    if isinstance(fd, OSError):
-                        raise from_oserror(fd, path, "read")
-                    if fd < 0:
+                    if offset >= 0:
+                        data = _read_packed(packs, path, offset, want)
+                    else:
+                        data = _read_loose(fd, path, want)
+                    if data is None:
                         problems.append((digest, "missing"))
                         continue
-                    try:
-                        data = os.read(fd, min(want, pack.MAX_OBJECT) + 1)
-                    except OSError as exc:
-                        raise from_oserror(exc, path, "read") from None
-                    finally:
-                        os.close(fd)
                     if len(data) != want or xxhash.xxh3_128_digest(data) != digest:
                         problems.append((digest, "corrupt"))
                         continue
@@ -390,12 +483,46 @@ def _pack_chunk(items: list[tuple[str, bytes, int]], tmp_dir: str) -> list[Built
         os.close(out)
         os.unlink(tmp)
         raise
+    finally:
+        for fd in packs.values():
+            if isinstance(fd, int) and fd >= 0:
+                os.close(fd)
     os.close(out)
     crash.point("pack-tmp-written")
     if not entries:
         os.unlink(tmp)
         return [Built(None, b"", 0, [], problems)]
     return [Built(tmp, hasher.digest(), size, entries, problems)]
+
+
+def _read_loose(fd: int | OSError, path: str, want: int) -> bytes | None:
+    """The bytes of an object file opened by :func:`_open_advised` (closed here)."""
+    if isinstance(fd, OSError):
+        raise from_oserror(fd, path, "read")
+    if fd < 0:
+        return None
+    try:
+        return os.read(fd, min(want, pack.MAX_OBJECT) + 1)
+    except OSError as exc:
+        raise from_oserror(exc, path, "read") from None
+    finally:
+        os.close(fd)
+
+
+def _read_packed(fds: dict[str, int | OSError], path: str, offset: int,
+                 size: int) -> bytes | None:
+    """``size`` bytes at ``offset`` of pack ``path`` (its fd kept in ``fds``)."""
+    fd = fds.get(path)
+    if fd is None:
+        fd = fds[path] = _open_advised(path)
+    if isinstance(fd, OSError):
+        raise from_oserror(fd, path, "read")
+    if fd < 0:
+        return None
+    try:
+        return os.pread(fd, size, offset)
+    except OSError as exc:
+        raise from_oserror(exc, path, "read") from None
 
 
 CHUNK_OUT = 1 << 20
@@ -422,18 +549,10 @@ def _unpack_chunk(items: list[tuple[str, int, int, bytes]], objects_dir: str,
     out: list[Copied] = []
     try:
         for path, offset, size, digest in items:
-            fd = fds.get(path)
-            if fd is None:
-                fd = fds[path] = _open_advised(path)
-            if isinstance(fd, OSError):
-                raise from_oserror(fd, path, "read")
-            if fd < 0:
+            data = _read_packed(fds, path, offset, size)
+            if data is None:
                 out.append(Copied(0, None, "missing"))
                 continue
-            try:
-                data = os.pread(fd, size, offset)
-            except OSError as exc:
-                raise from_oserror(exc, path, "read") from None
             if len(data) != size or xxhash.xxh3_128_digest(data) != digest:
                 out.append(Copied(len(data), None, "corrupt"))
                 continue

@@ -166,6 +166,12 @@ def open_object(object_path: str, found: Found) -> io.BufferedReader:
     return io.BufferedReader(ObjectReader(fd, found, object_path), buffer_size=BUFFER_SIZE)
 
 
+def open_bytes(data: bytes, found: Found, where: str) -> io.BufferedReader:
+    """:func:`open_object` over an object's bytes read and verified already (``where``,
+    the pack they came from, for messages)."""
+    return io.BufferedReader(ObjectReader(None, found, where, data), buffer_size=BUFFER_SIZE)
+
+
 def _corrupt(oid: Oid, path: str) -> IntegrityError:
     return IntegrityError(
         f"cache object {oid} is corrupt: its content does not match its id ({path})",
@@ -179,8 +185,10 @@ class ObjectReader(io.RawIOBase):
     checked against ``oid`` already. After a mismatch every read raises IntegrityError.
     """
 
-    def __init__(self, fd: int, found: Found, object_path: str) -> None:
-        """Takes ownership of ``fd`` (closed here when this raises)."""
+    def __init__(self, fd: int | None, found: Found, object_path: str,
+                 data: bytes | None = None) -> None:
+        """Takes ownership of ``fd`` (closed here when this raises); or, with ``fd``
+        None, serves ``data``: the object's bytes, already verified (a packed object)."""
         self._fd: int | None = fd
         self._data: memoryview | None = None
         super().__init__()
@@ -189,6 +197,14 @@ class ObjectReader(io.RawIOBase):
         self._pos = self._hashed = 0
         self._hasher: xxhash.xxh3_128 | None = xxhash.xxh3_128()
         self._failed = False
+        if fd is None:
+            if data is None or len(data) != self.size:
+                raise IntegrityError(
+                    f"cache object {self.oid} holds {len(data or b'')} bytes where the "
+                    f"manifest declares {self.size} ({object_path})",
+                    hint="if the manifest was altered, restore it from git")
+            self._data, self._hasher, self._hashed = memoryview(data), None, self.size
+            return
         try:
             self._check_size(os.fstat(fd))
             if self.size <= WHOLE_MAX:

@@ -18,7 +18,6 @@ under ``objects/`` is junk: :meth:`Remote.iter_oids` reports it and never trips 
 from __future__ import annotations
 
 import math
-import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
@@ -28,12 +27,12 @@ from . import pack
 from .config import redact  # noqa: F401  (re-exported: remotes name themselves with it)
 from .errors import DatavcError, RemoteError, from_oserror
 from .hashing import Oid
+from .pack import PACKS, PackShelf  # noqa: F401  (re-exported for the backends)
 
 OBJECTS = "objects"
 RUNS = "runs"
 MAX_RUN = 4 << 20
 """The largest run-cache entry a remote hands back (runcache.MAX_ENTRY)."""
-PACKS = "packs"
 FANOUT = 2
 
 _HEX = frozenset("0123456789abcdef")
@@ -198,70 +197,6 @@ class Remote(Protocol):
     def close(self) -> None:
         """Release connections and threads; the remote must not be used afterwards."""
         ...
-
-
-class PackShelf:
-    """What a remote knows of its packs, shared by both backends. ``files`` lists
-    ``packs/`` as (file name, size, stored); ``read_index`` returns one ``.idx`` file's bytes
-    (at most :data:`pack.MAX_INDEX` + 1). The set is read on first use and kept for the
-    instance (packs are immutable; ones pushed meanwhile by others are merely unknown, so
-    their objects look missing and are pushed again, which is harmless)."""
-
-    def __init__(self, files: Callable[[], Iterable[tuple[str, int, float]]],
-                 read_index: Callable[[str], bytes], run: Runner = map) -> None:
-        self._files, self._read_index, self._run = files, read_index, run
-        self._lock = threading.Lock()
-        self._set: pack.PackSet | None = None
-
-    def get(self) -> pack.PackSet:
-        with self._lock:
-            if self._set is None:
-                found = pack.PackSet()
-                for info in self.scan():
-                    if info.entries is not None:
-                        found.add(info)
-                    else:
-                        found.damaged.append(info.name)
-                self._set = found
-            return self._set
-
-    def added(self, info: pack.PackInfo) -> None:
-        """Count a pack this instance just stored."""
-        self.get().add(info)
-
-    def scan(self, on_junk: Callable[[str], object] | None = None) -> list[pack.PackInfo]:
-        """Every pack, its index read and checked (see :meth:`Remote.iter_packs`)."""
-        packs: dict[str, tuple[int, float]] = {}
-        indexes: dict[str, float] = {}
-        for name, size, stored in self._files():
-            stem, dot, suffix = name.partition(".")
-            if size < 0 or not pack.is_pack_name(stem) or f"{dot}{suffix}" not in (
-                    pack.PACK_SUFFIX, pack.INDEX_SUFFIX):
-                if on_junk is not None:
-                    on_junk(f"{PACKS}/{name}")
-            elif f"{dot}{suffix}" == pack.PACK_SUFFIX:
-                packs[stem] = (size, stored)
-            else:
-                indexes[stem] = stored
-        both = sorted(indexes.keys() & packs.keys())
-        out = [pack.PackInfo(n, *packs[n], problem=pack.NO_INDEX)
-               for n in sorted(packs.keys() - indexes.keys())]
-        out += [pack.PackInfo(n, 0, indexes[n], problem=pack.NO_PACK)
-                for n in sorted(indexes.keys() - packs.keys())]
-        for name, entries in zip(both, self._run(self._entries, both), strict=True):
-            size, stored = packs[name]
-            total = sum(s for _, s in pack.iter_entries(entries or b""))
-            ok = entries is not None and total == size
-            out.append(pack.PackInfo(name, size, max(stored, indexes[name]),
-                                     entries if ok else None,
-                                     None if ok else pack.DAMAGED))
-        return out
-
-    def _entries(self, name: str) -> bytes | None:
-        try:
-            return pack.decode_index(self._read_index(name), name)[1]
-        except pack.PackError:
-            return None
 
 
 def object_key(oid: Oid, top: str = OBJECTS) -> str:

@@ -9,7 +9,6 @@ machine may still be writing a younger one: the directory can be shared).
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import stat
 import threading
@@ -85,32 +84,17 @@ class LocalRemote:
         return self._shelf.get().locate(oids)
 
     def _pack_files(self) -> Iterator[tuple[str, int, float]]:
-        for name in sorted(self._names(self.packs_dir)):
-            st = _file_stat(os.path.join(self.packs_dir, name))
-            if st is None:
-                yield name, -1, 0.0  # not a regular file: junk to the shelf
-            else:
-                yield name, st.st_size, max(st.st_mtime, st.st_ctime)
+        try:
+            yield from pack.list_dir(self.packs_dir)
+        except OSError as exc:
+            raise remote_oserror(exc, self.packs_dir, "list") from None
 
     def _read_index(self, name: str) -> bytes:
-        """The index file's bytes (bounded), or b"" when it is gone or not a regular file
-        (a FIFO there must not block the reader)."""
         path = self.pack_path(name, pack.INDEX_SUFFIX)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENXIO):
-                return b""
-            raise remote_oserror(exc, path, "read pack index") from None
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return b""
-            with os.fdopen(fd, "rb", closefd=False) as f:
-                return fsutil.read_limited(f, pack.MAX_INDEX)
+            return pack.read_index_file(path)
         except OSError as exc:
             raise remote_oserror(exc, path, "read pack index") from None
-        finally:
-            os.close(fd)
 
     def iter_packs(self, *, on_junk: Callable[[str], object] | None = None
                    ) -> list[pack.PackInfo]:

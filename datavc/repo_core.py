@@ -127,6 +127,7 @@ class RepoCore:
                 yield
             except BaseException:
                 self.store.pending.clear()
+                self.store.pending_packs.clear()
                 self.store.clear_tmp()  # staged objects of this failed operation
                 raise
 
@@ -281,6 +282,13 @@ class RepoCore:
                     self._link_type = kind
                     break
         return self._link_type
+
+    @property
+    def _packs_small(self) -> bool:
+        """Whether an add writes many small files as packs: only where workspace files are
+        copies (``cache.pack``, default true); a hardlink, symlink or reflink needs an
+        object file of its own."""
+        return self.config.pack and self.link_type == "copy"
 
     def _reflink_probe(self) -> bool:
         return reflink_probe(self.store.root if os.path.isdir(self.store.root) else self.dir,

@@ -134,18 +134,21 @@ LOCAL_FILE_SYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs",
 
 
 def fanout_stamp(objects_dir: str, started_ns: int) -> bytes | None:
-    """A digest of the (inode, mtime) of every fan-out directory of a store: putting an
-    object in or taking one out changes it. None when one of them changed too recently to
-    be trusted (a later change in the same timestamp tick could leave it unchanged; the same
-    rule as the stat cache's), cannot be read, or the store is not on a local file system
-    of a known kind (NFS may show another host's deletion late, FUSE stores may not update
-    directory mtimes at all: no stamp, no memo)."""
+    """A digest of the (inode, mtime) of every fan-out directory of a store and of its
+    ``packs/``: putting an object or a pack in or taking one out changes it. None when one
+    of them changed too recently to be trusted (a later change in the same timestamp tick
+    could leave it unchanged; the same rule as the stat cache's), cannot be read, or the
+    store is not on a local file system of a known kind (NFS may show another host's
+    deletion late, FUSE stores may not update directory mtimes at all: no stamp, no
+    memo)."""
     if file_system_type(objects_dir) not in LOCAL_FILE_SYSTEMS:
         return None
     parts = []
-    for i in range(256):
+    dirs = [os.path.join(objects_dir, f"{i:02x}") for i in range(256)]
+    dirs.append(os.path.join(os.path.dirname(objects_dir), "packs"))  # packs come and go too
+    for path in dirs:
         try:
-            st = os.stat(os.path.join(objects_dir, f"{i:02x}"))
+            st = os.stat(path)
         except FileNotFoundError:
             parts.append((0, 0))
             continue

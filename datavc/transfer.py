@@ -163,13 +163,16 @@ def push(store: ObjectStore, remote: Remote, roots: list[Root], *, jobs: int,
     local = store.present(absent)
     out.missing = sorted((absent - local) | tree.unknown, key=str)
     files = sorted(absent & tree.files & local, key=str)
-    sizes = {oid: _size(store, oid) for oid in absent & local}
+    sizes = {oid: store.size_of(oid) for oid in absent & local}
     reporter.begin(f"Pushing to {remote.describe()}", len(absent & local),
                    sum(sizes.values()))
 
+    src: dict[Oid, str] = {}  # the file each object is uploaded from
+    extracted = contextlib.ExitStack()
+
     def put(oid: Oid) -> None:
         crash.point("remote-put-before")
-        remote.put(oid, store.path(oid), sizes[oid])
+        remote.put(oid, src[oid], sizes[oid])
         crash.point("remote-put-after")
         out.moved(sizes[oid])
         reporter.advance(1, sizes[oid])
@@ -179,8 +182,9 @@ def push(store: ObjectStore, remote: Remote, roots: list[Root], *, jobs: int,
         if remote.packing and len(small) >= pack.MIN_OBJECTS:
             _put_packed(store, remote, small, sizes, out, reporter, jobs)
             oids = [o for o in oids if sizes[o] > pack.SMALL]
+        src.update(_sources(store, oids, extracted))
         if isinstance(remote, LocalRemote) and len(oids) >= parallel.MIN_FILES_FOR_POOL:
-            _put_local(store, remote, oids, sizes, out, reporter)
+            _put_local(store, remote, oids, src, sizes, out, reporter)
         elif isinstance(remote, LocalRemote):
             # a disk, not a network: a few threads keep it busy (as copy_objects does), and
             # each holds a copy buffer of up to 4 MiB (a mixed push peaked at 100 MB, now 51)
@@ -202,10 +206,20 @@ def push(store: ObjectStore, remote: Remote, roots: list[Root], *, jobs: int,
             pending.difference_update(ready)
     finally:
         reporter.end()
+        extracted.close()
     return out
 
 
-def _put_local(store: ObjectStore, remote: LocalRemote, oids: list[Oid],
+def _sources(store: ObjectStore, oids: list[Oid], stack: contextlib.ExitStack
+             ) -> dict[Oid, str]:
+    """The file to upload each of ``oids`` from: the loose object, or for one found only
+    in a cache pack, a verified copy in a private temp directory (``stack`` removes it)."""
+    if not store.locate(o.digest for o in oids):
+        return {o: store.path(o) for o in oids}
+    return store.extract(oids, stack.enter_context(store.private_tmp()))
+
+
+def _put_local(store: ObjectStore, remote: LocalRemote, oids: list[Oid], src: dict[Oid, str],
                sizes: dict[Oid, int], out: Transfer, reporter: Reporter) -> None:
     """Many objects to a directory remote: it is a store on this machine with the cache's
     layout, so :func:`datavc.parallel.copy_objects` copies and verifies them as ``add``
@@ -213,7 +227,7 @@ def _put_local(store: ObjectStore, remote: LocalRemote, oids: list[Oid],
     threads for big ones), then one publish makes them durable and visible together
     (barrier, renames, barrier), as a batch of puts would."""
     remote.prepare()
-    results = parallel.copy_objects([(store.path(o), o.digest) for o in oids],
+    results = parallel.copy_objects([(src[o], o.digest) for o in oids],
                                     remote.objects_dir, remote.tmp_dir,
                                     sum(sizes[o] for o in oids),
                                     jobs=parallel.default_jobs(), progress=reporter.advance)
@@ -264,7 +278,14 @@ def _put_packs_from(store: ObjectStore, remote: Remote, tmp_dir: str, oids: list
                     sizes: dict[Oid, int], out: Transfer, reporter: Reporter,
                     jobs: int) -> None:
     local = isinstance(remote, LocalRemote)
-    groups = [[(store.path(Oid(d)), d, n) for d, n in g]
+    located = store.locate(o.digest for o in oids)
+
+    def item(digest: bytes, size: int) -> tuple[str, int, bytes, int]:
+        at = located.get(digest)  # in a cache pack, or a loose object (offset -1)
+        return (at[0], at[1], digest, size) if at else (store.path(Oid(digest)), -1, digest,
+                                                        size)
+
+    groups = [[item(d, n) for d, n in g]
               for g in pack.groups(sorted((o.digest, sizes[o]) for o in oids))]
     built = parallel.build_packs(groups, tmp_dir, jobs=parallel.default_jobs(),
                                  progress=reporter.advance if local else None)
@@ -328,13 +349,6 @@ def complete(store: ObjectStore, root: Root) -> bool:
     _walk_local(store, root, tree)
     wanted = tree.files | set(tree.listings)
     return not tree.unknown and len(store.present(wanted)) == len(wanted)
-
-
-def _size(store: ObjectStore, oid: Oid) -> int:
-    try:
-        return os.stat(store.path(oid)).st_size
-    except OSError as exc:
-        raise from_oserror(exc, store.path(oid), "read object") from exc
 
 
 def _walk_local(store: ObjectStore, root: Root, tree: _Tree,

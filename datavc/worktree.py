@@ -99,6 +99,7 @@ class Worktree(RepoCore):
         for path, reason in scan.skipped:
             self.reporter.warn(f"not tracked: '{path}' ({reason})")
         self.reporter.begin(f"Adding {rel}", hashed)
+        self.store.pack_small = self._packs_small
         try:
             stored = tree.resolve(scan, store=self.store, state=state, started_ns=started,
                                   jobs=self.jobs, progress=self.reporter.advance,

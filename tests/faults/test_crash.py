@@ -151,6 +151,49 @@ def test_crash_during_add(tpl: Template, work: Path, point: str, after: int) -> 
 
 
 
+PACK_POINTS = [("pack-tmp-written", 0), ("pack-tmp-written", 5), ("objects-synced", 0),
+               ("pack-renamed", 0), ("pack-renamed", 1), ("pack-renamed", 7),
+               ("manifest-written", 0)]
+
+
+@pytest.fixture(scope="module")
+def tpl_packed() -> Iterator[Template]:
+    """1,500 small files on 1 job (the crash points are hit in the command's own process):
+    the add writes them as 8 packs (chunks of 187 files)."""
+    with scratch("datavc-crash-packs-") as base:
+        fresh = base / "fresh"
+        new_repo(fresh)
+        (fresh / ".datavc" / "config.toml").write_text("[core]\nformat = 1\n\n[cache]\n"
+                                                       "jobs = 1\n")
+        make_dataset(fresh / "data", small=1500, small_max=2000, big=())
+        added = clone(fresh, base / "added")
+        r = cli(added, "add", "data")
+        assert r.returncode == 0, r
+        assert len(list((added / ".datavc/cache/packs").glob("*.pack"))) >= 8
+        yield Template(fresh, added, files(fresh / "data"),
+                       (added / "data.datavc").read_bytes())
+
+
+@pytest.mark.parametrize(("point", "after"), PACK_POINTS)
+def test_crash_during_add_of_packs(tpl_packed: Template, work: Path, point: str,
+                                   after: int) -> None:
+    """A kill while packs are written or named: every complete pack is sound, the rerun
+    converges, and nothing but whole packs is left."""
+    root = clone(tpl_packed.fresh, work / "repo")
+    crash(root, "add", "data", point=point, after=after)
+    assert bad_objects(root) == []
+    assert files(root / "data") == tpl_packed.expected
+
+    r = cli(root, "add", "data")
+    assert r.returncode == 0, r
+    assert_recovered(root, tpl_packed)
+    names = [p.name for p in (root / ".datavc/cache/packs").iterdir()]
+    assert sorted(n.split(".")[0] for n in names if n.endswith(".idx")) == \
+        sorted(n.split(".")[0] for n in names if n.endswith(".pack"))
+    r = cli(root, "fsck", "--read-data")
+    assert r.returncode == 0, r
+
+
 @pytest.mark.parametrize(("point", "after"), [
     ("workspace-tmp-written", 0),
     pytest.param("workspace-tmp-written", 100),

@@ -362,8 +362,11 @@ def test_exit_10_in_a_git_repo_without_init(scm, run):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_exit_130_interrupted_add_and_rerun(root, run, sig):
+    # one object file each, to see it busy storing (packs would be a few files)
+    with open(root / ".datavc/config.toml", "a") as f:
+        f.write("\n[cache]\npack = false\n")
     big = root / "big"
-    for d in range(20):
+    for d in range(40):  # long enough to be caught while storing, even on a busy machine
         (big / f"d{d}").mkdir(parents=True)
         for f in range(100):
             (big / f"d{d}" / f"f{f}").write_bytes(os.urandom(256))
@@ -387,6 +390,6 @@ def test_exit_130_interrupted_add_and_rerun(root, run, sig):
             if ".datavc-tmp-" in p.name and temp_area not in p.parents] == []
     if sig == signal.SIGINT:  # one rerun is enough to show the repository is still usable
         [res] = json.loads(ok(run("add", "--json", "big")).out)
-        assert res["nfiles"] == 2000
+        assert res["nfiles"] == 4000
         assert tmp_files(temp_area) == []  # the next locked command cleared the leftovers
         assert "up to date" in ok(run("status")).out

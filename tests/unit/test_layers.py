@@ -19,8 +19,8 @@ PKG = Path(datavc.__file__).parent
 
 ORDER = [
     "errors", "crash", "report",  # leaves: exceptions, crash points, the reporter interface
-    "hashing", "paths", "fsutil", "lock",
-    "objects", "listing", "pack", "manifest",
+    "hashing", "paths", "fsutil", "lock", "pack",
+    "objects", "listing", "manifest",
     "state", "parallel", "tree", "treediff", "merge", "reader", "gc", "fsck",
     "links", "workspace",
     "scm", "hooks", "audit", "config", "trust",
@@ -103,7 +103,7 @@ def test_every_module_has_a_place_in_the_order():
 
 
 def test_the_parser_sees_known_imports():
-    assert imports("objects")[0] == {"crash", "fsutil", "errors", "hashing"}
+    assert imports("objects")[0] == {"crash", "fsutil", "errors", "hashing", "pack"}
     assert "click" in imports("cli")[1] and "datavc" in imports("cli")[0]
     assert {"config", "fsutil", "scm"} <= imports("repo_core")[0]
     assert {"history", "results", "maintain"} <= imports("repo")[0]

@@ -138,7 +138,8 @@ def test_groups_close_a_pack_at_the_target_or_the_count() -> None:
     assert [len(g) for g in pack.groups(items, target=10_000, most=4)] == [4, 4, 2]
 
 
-def objects_in(tmp_path: Path, n: int) -> list[tuple[str, bytes, int]]:
+def objects_in(tmp_path: Path, n: int) -> list[tuple[str, int, bytes, int]]:
+    """``n`` small object files, as build_packs takes them: (path, -1, digest, size)."""
     src = tmp_path / "src"
     src.mkdir()
     items = []
@@ -146,7 +147,7 @@ def objects_in(tmp_path: Path, n: int) -> list[tuple[str, bytes, int]]:
         data = f"object {i}\n".encode() * (i % 5 + 1)
         p = src / f"{i}"
         p.write_bytes(data)
-        items.append((str(p), digest(data), len(data)))
+        items.append((str(p), -1, digest(data), len(data)))
     return items
 
 
@@ -172,7 +173,7 @@ def test_build_then_unpack_round_trips_and_verifies(tmp_path: Path, n: int) -> N
     got = parallel.unpack_objects(wanted, str(store / "objects"), str(store / "tmp"), 0, jobs=2)
     assert all(c.error is None and c.tmp for c in got)
     assert {Path(c.tmp).read_bytes() for c in got if c.tmp} == \
-        {Path(p).read_bytes() for p, _, _ in items}
+        {Path(p).read_bytes() for p, _, _, _ in items}
 
 
 def test_build_leaves_out_a_damaged_or_vanished_source(tmp_path: Path) -> None:
@@ -181,8 +182,26 @@ def test_build_leaves_out_a_damaged_or_vanished_source(tmp_path: Path) -> None:
     os.unlink(items[2][0])
     (tmp_path / "tmp").mkdir()
     [b] = parallel.build_packs([items], str(tmp_path / "tmp"), jobs=1)
-    assert b.problems == [(items[1][1], "corrupt"), (items[2][1], "missing")]
-    assert [d for d, _ in b.entries] == [items[0][1], items[3][1]]
+    assert b.problems == [(items[1][2], "corrupt"), (items[2][2], "missing")]
+    assert [d for d, _ in b.entries] == [items[0][2], items[3][2]]
+
+
+def test_build_reads_objects_out_of_a_cache_pack(tmp_path: Path) -> None:
+    """Items with an offset are places in a pack file (the cache's packs): read there,
+    verified like loose ones."""
+    blobs = [b"alpha", b"", b"gamma" * 100, b"delta"]
+    body = b"".join(blobs)
+    (tmp_path / "p.pack").write_bytes(body[:-1] + b"!")  # the last one is damaged
+    items, offset = [], 0
+    for data in blobs:
+        items.append((str(tmp_path / "p.pack"), offset, digest(data), len(data)))
+        offset += len(data)
+    items.append((str(tmp_path / "gone.pack"), 0, digest(b"x"), 1))
+    (tmp_path / "tmp").mkdir()
+    [b] = parallel.build_packs([items], str(tmp_path / "tmp"), jobs=1)
+    assert [d for d, _ in b.entries] == [digest(x) for x in blobs[:3]]
+    assert b.problems == [(digest(b"delta"), "corrupt"), (digest(b"x"), "missing")]
+    assert b.tmp and Path(b.tmp).read_bytes() == b"".join(blobs[:3])
 
 
 def test_unpack_reports_a_short_or_flipped_object_as_corrupt(tmp_path: Path) -> None:
@@ -214,7 +233,7 @@ def test_big_objects_are_packed_and_cut_on_threads(tmp_path: Path, monkeypatch) 
     for i in range(parallel.MIN_FILES_FOR_POOL):
         data = bytes([i % 251]) * (parallel.MIN_MEAN_FOR_THREADS + i)
         (src / str(i)).write_bytes(data)
-        items.append((str(src / str(i)), digest(data), len(data)))
+        items.append((str(src / str(i)), -1, digest(data), len(data)))
     (tmp_path / "tmp").mkdir()
     built = parallel.build_packs([items[:200], items[200:]], str(tmp_path / "tmp"), jobs=2)
     wanted = []

@@ -36,14 +36,14 @@ def stored_pack(remote: Any, tmp_path: Path, blobs: list[bytes], tag: str = "a"
     items = []
     for i, data in enumerate(blobs):
         (src / str(i)).write_bytes(data)
-        items.append((str(src / str(i)), xxhash.xxh3_128_digest(data), len(data)))
+        items.append((str(src / str(i)), -1, xxhash.xxh3_128_digest(data), len(data)))
     tmp = Path(remote.tmp_dir) if isinstance(remote, LocalRemote) else tmp_path / f"t-{tag}"
     tmp.mkdir(parents=True, exist_ok=True)
     [b] = parallel.build_packs([items], str(tmp), jobs=1)
     assert b.tmp is not None
     index = pack.encode_index(b.digest, b.entries)
     remote.put_packs([(b.tmp, index)])
-    return pack.index_name(index), [Oid(d) for _, d, _ in items]
+    return pack.index_name(index), [Oid(d) for _, _, d, _ in items]
 
 
 BLOBS = [f"small object {i}\n".encode() * (i + 1) for i in range(20)]
