@@ -267,8 +267,8 @@ class History(RepoCore):
 
         at = self.store.locate([found.oid.digest]).get(found.oid.digest)
         if at is not None:  # a packed object: small, read and verified whole
-            return reader.open_bytes(self.store.read_bytes(found.oid, limit=at[2]), found,
-                                     at[0])
+            return reader.open_bytes(self.store.read_bytes(found.oid, limit=at.size), found,
+                                     self.store.pack_path(at.pack))
         return reader.open_object(self.store.path(found.oid), found)
 
     def read_bytes(self, path: str | os.PathLike[str], rev: str | None = None) -> bytes:

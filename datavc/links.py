@@ -20,6 +20,10 @@ from . import crash, fsutil
 from .errors import DatavcError, IntegrityError
 from .hashing import CHUNK, Oid
 from .objects import copy_and_hash, object_path
+from .pack import PACK_SUFFIX, Packed
+
+Span = tuple[int, int, int]
+"""Where a packed object is: an open descriptor of its pack, the offset, the size."""
 
 FICLONE = 0x40049409
 _NO_TMPFILE = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT, errno.EXDEV,
@@ -31,17 +35,35 @@ _FALLBACK_ERRNOS = {errno.EXDEV, errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL, e
 class Linker:
     """Materialises objects with the first strategy of ``types`` that works here."""
 
-    def __init__(self, objects_dir: str, types: tuple[str, ...]) -> None:
+    def __init__(self, objects_dir: str, types: tuple[str, ...], packs_dir: str = "") -> None:
         self.objects_dir = objects_dir
+        self.packs_dir = packs_dir
         self.types = list(types)
         self.unnamed = hasattr(os, "O_TMPFILE")  # until the file system says otherwise
+        self._packs: dict[str, int] = {}  # open pack files, by name
+
+    def pack_fd(self, name: str) -> int:
+        """A descriptor of pack ``name``, opened once per Linker (:meth:`close`)."""
+        fd = self._packs.get(name)
+        if fd is None:
+            path = os.path.join(self.packs_dir, name + PACK_SUFFIX)
+            fd = self._packs[name] = _open_object(path)
+        return fd
+
+    def close(self) -> None:
+        for fd in self._packs.values():
+            os.close(fd)
+        self._packs.clear()
 
     def place(self, digest: bytes, dir_fd: int, name: str, *, executable: bool,
-              at: tuple[str, int, int] | None = None) -> os.stat_result:
+              at: Packed | None = None) -> os.stat_result:
         """Put object ``digest`` at ``name`` in ``dir_fd``; return the new file's lstat.
-        ``at``: the object is in a pack (file, offset, size), and is copied from there."""
-        src = object_path(self.objects_dir, digest) if at is None else at[0]
-        span = None if at is None else at[1:]
+        ``at``: the object is in a pack, and is copied from there."""
+        if at is None:
+            src, span = object_path(self.objects_dir, digest), None
+        else:
+            src = os.path.join(self.packs_dir, at.pack + PACK_SUFFIX)
+            span = (self.pack_fd(at.pack), at.offset, at.size)
         if (self.types[0] == "copy" or at is not None) and self.unnamed:
             st = self._copy_unnamed(src, digest, dir_fd, name, executable, span)
             if st is not None:
@@ -72,7 +94,7 @@ class Linker:
         return self.types[0]
 
     def _copy_unnamed(self, src: str, digest: bytes, dir_fd: int, name: str,
-                      executable: bool, span: tuple[int, int] | None = None
+                      executable: bool, span: Span | None = None
                       ) -> os.stat_result | None:
         """Copy into an unnamed O_TMPFILE and link it in once verified: as atomic as
         temp+rename, one directory operation cheaper. None where unsupported."""
@@ -112,7 +134,7 @@ class Linker:
 
 
 def _copy(src: str, digest: bytes, dir_fd: int, tmp: str, executable: bool,
-          span: tuple[int, int] | None = None) -> None:
+          span: Span | None = None) -> None:
     dfd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                   0o777 if executable else 0o666, dir_fd=dir_fd)
     try:
@@ -124,21 +146,20 @@ def _copy(src: str, digest: bytes, dir_fd: int, tmp: str, executable: bool,
     os.close(dfd)
 
 
-def _copy_verified(src: str, digest: bytes, dfd: int,
-                   span: tuple[int, int] | None = None) -> None:
-    """Copy object ``src`` (or the ``span``, offset and size, of pack ``src``) into
-    ``dfd``, hashing as it goes; IntegrityError on a mismatch (the caller discards what
-    was written)."""
-    sfd = _open_object(src)
-    try:
-        if span is None:
+def _copy_verified(src: str, digest: bytes, dfd: int, span: Span | None = None) -> None:
+    """Copy object ``src`` (or the ``span`` of pack ``src``: its open descriptor, the
+    offset and the size) into ``dfd``, hashing as it goes; IntegrityError on a mismatch
+    (the caller discards what was written)."""
+    if span is None:
+        sfd = _open_object(src)
+        try:
             got = _copy_hashing(sfd, dfd)
-        else:
-            data = os.pread(sfd, span[1], span[0])
-            fsutil.write_all(dfd, data)
-            got = xxhash.xxh3_128_digest(data) if len(data) == span[1] else b""
-    finally:
-        os.close(sfd)
+        finally:
+            os.close(sfd)
+    else:
+        data = os.pread(span[0], span[2], span[1])
+        fsutil.write_all(dfd, data)
+        got = xxhash.xxh3_128_digest(data) if len(data) == span[2] else b""
     if got != digest:
         raise IntegrityError(
             f"cache object {Oid(digest)} is corrupt: its content does not match its id ({src})",

@@ -129,10 +129,17 @@ class ObjectStore:
     def pack_path(self, name: str, suffix: str = pack.PACK_SUFFIX) -> str:
         return os.path.join(self.packs_dir, name + suffix)
 
-    def locate(self, digests: Iterable[bytes]) -> dict[bytes, tuple[str, int, int]]:
-        """Of ``digests``, those found only in packs: where each is (pack file, offset,
-        size). A loose copy is preferred where there is one (fsck --repair fetches a good
-        loose copy of an object whose packed copy is damaged)."""
+    def locate(self, digests: Iterable[bytes]) -> dict[bytes, pack.Packed]:
+        """Of ``digests``, those found only in packs, and where (pack name, offset, size:
+        :meth:`pack_path` names the file). A loose copy is preferred where there is one
+        (fsck --repair fetches a good loose copy of an object whose packed copy is
+        damaged). The records are the pack set's own: 100k of them cost no copies."""
+        names = self.packed().names
+        return {d: pack.decode_place(code, names) for d, code in self.locate_codes(digests).items()}
+
+    def locate_codes(self, digests: Iterable[bytes]) -> dict[bytes, int]:
+        """:meth:`locate` in the pack set's compact form (``pack.decode_place`` with
+        ``packed().names`` reads it): what a 100k-file checkout hands its workers."""
         where = self.packed().where
         if not where:
             return {}
@@ -140,7 +147,7 @@ class ObjectStore:
         if found:
             for d in self._loose_digests(set(found)):
                 del found[d]
-        return {d: (self.pack_path(p.pack), p.offset, p.size) for d, p in found.items()}
+        return found
 
     def present(self, oids: Iterable[Oid]) -> set[Oid]:
         """The subset of ``oids`` in the store."""
@@ -227,7 +234,7 @@ class ObjectStore:
             with open(path, "rb") as f:
                 data = fsutil.read_limited(f, limit)
         except FileNotFoundError:
-            at = self.packed().where.get(oid.digest)
+            at = self.packed().get(oid.digest)
             if at is not None:
                 return self._read_packed(oid, at, limit)
             raise ObjectMissingError(
@@ -304,7 +311,7 @@ class ObjectStore:
         try:
             return os.stat(path).st_size
         except FileNotFoundError:
-            at = self.packed().where.get(oid.digest)
+            at = self.packed().get(oid.digest)
             if at is not None:
                 return at.size
             raise ObjectMissingError(f"object {oid} is not in the cache ({path})") from None

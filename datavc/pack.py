@@ -168,13 +168,22 @@ class PackInfo:
             offset += s
 
 
+_SIZE_BITS = 25  # an entry is at most MAX_OBJECT = 2**24 bytes
+_OFFSET_BITS = 31  # a pack at most MAX_PACK = 2**30
+
+
 @dataclass
 class PackSet:
-    """A remote's usable packs and where each packed object is. Thread-safe to read while
-    :meth:`add` runs (a dict update per object)."""
+    """A store's usable packs and where each packed object is. Thread-safe to read while
+    :meth:`add` runs (a dict update per object).
+
+    ``where`` maps a digest to one int, its pack's number in ``names``, offset and size
+    packed together: a 100k-object cache costs one small int per object, not a record
+    (:meth:`get` and :meth:`locate` give :class:`Packed` records)."""
 
     packs: dict[str, PackInfo] = field(default_factory=dict)
-    where: dict[bytes, Packed] = field(default_factory=dict)
+    where: dict[bytes, int] = field(default_factory=dict)
+    names: list[str] = field(default_factory=list)
     damaged: list[str] = field(default_factory=list)  # index files that could not be used
     local: bool = False  # the packs of a cache, not of a remote (for messages)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -192,15 +201,29 @@ class PackSet:
                                   hint="store objects loose on this remote (`pack = false`) "
                                        "or ask its maintainers")
             self.packs[info.name] = info
+            base = len(self.names) << (_OFFSET_BITS + _SIZE_BITS)
+            self.names.append(info.name)
+            setdefault = self.where.setdefault
             for d, off, s in info.objects():
-                self.where.setdefault(d, Packed(info.name, off, s))
+                setdefault(d, base | off << _SIZE_BITS | s)
 
     def __contains__(self, digest: object) -> bool:
         return digest in self.where
 
+    def get(self, digest: bytes) -> Packed | None:
+        code = self.where.get(digest)
+        return None if code is None else decode_place(code, self.names)
+
     def locate(self, oids: Iterable[Oid]) -> dict[Oid, Packed]:
-        where = self.where
-        return {o: where[o.digest] for o in oids if o.digest in where}
+        where, names = self.where, self.names
+        return {o: decode_place(where[o.digest], names) for o in oids if o.digest in where}
+
+
+def decode_place(code: int, names: list[str]) -> Packed:
+    """The :class:`Packed` record of a ``PackSet.where`` value (``names``: its ``names``)."""
+    return Packed(names[code >> (_OFFSET_BITS + _SIZE_BITS)],
+                  code >> _SIZE_BITS & ((1 << _OFFSET_BITS) - 1),
+                  code & ((1 << _SIZE_BITS) - 1))
 
 
 class Read(NamedTuple):

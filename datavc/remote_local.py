@@ -149,7 +149,7 @@ class LocalRemote:
                 yield Listed(Oid(digest), st.st_size, max(st.st_mtime, st.st_ctime))
 
     def get(self, oid: Oid, sink: Sink) -> None:
-        at = self._shelf.get().where.get(oid.digest)
+        at = self._shelf.get().get(oid.digest)
         if at is not None and os.path.exists(self.pack_path(at.pack)):
             self.read_range(at.pack, at.offset, at.size, sink)
             return

@@ -355,7 +355,7 @@ class S3Remote:
         times in all. A body that fails the store's own checksum (botocore checks it when
         the store sends one) raises IntegrityError: the caller may try once more. A packed
         object is a ranged read of its pack."""
-        at = self._shelf.get().where.get(oid.digest)
+        at = self._shelf.get().get(oid.digest)
         if at is not None:
             with contextlib.suppress(ObjectMissingError):  # the pack gone: maybe loose too
                 self.read_range(at.pack, at.offset, at.size, sink)

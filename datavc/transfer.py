@@ -282,8 +282,9 @@ def _put_packs_from(store: ObjectStore, remote: Remote, tmp_dir: str, oids: list
 
     def item(digest: bytes, size: int) -> tuple[str, int, bytes, int]:
         at = located.get(digest)  # in a cache pack, or a loose object (offset -1)
-        return (at[0], at[1], digest, size) if at else (store.path(Oid(digest)), -1, digest,
-                                                        size)
+        if at is None:
+            return store.path(Oid(digest)), -1, digest, size
+        return store.pack_path(at.pack), at.offset, digest, size
 
     groups = [[item(d, n) for d, n in g]
               for g in pack.groups(sorted((o.digest, sizes[o]) for o in oids))]

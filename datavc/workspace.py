@@ -19,6 +19,7 @@ from .errors import CheckoutConflictError, from_oserror
 from .hashing import Oid
 from .links import Linker
 from .objects import ObjectStore, StatKey, object_path, stat_key, verify_object
+from .pack import Packed, decode_place
 from .parallel import processes_or_threads, publish, run_chunks, split
 from .state import StatCache
 from .tree import DirNode, FileNode, Node, walk_dirs, walk_files
@@ -148,16 +149,19 @@ class Executor:
         for rel, node in plan.writes:
             by_dir.setdefault(os.path.dirname(rel), []).append((rel, node,
                                                                 plan.expect.get(rel)))
-        packed = self.store.locate({node.digest for _, node in plan.writes})
+        packed = self.store.locate_codes({node.digest for _, node in plan.writes})
         if packed and self.link_types[0] != "copy":  # a link needs an object file of its own
             self.store.unpack(packed)
             publish(self.store, jobs=self.jobs)
             packed = {}
+        packs = (self.store.packs_dir, self.store.packed().names) if packed else ("", [])
         chunks = [(self.root, self.store.objects_dir, self.link_types, parent, list(part),
                    {rel for rel, _, _ in part if rel in plan.verify},
-                   {n.digest: packed[n.digest] for _, n, _ in part if n.digest in packed})
+                   {n.digest: packed[n.digest] for _, n, _ in part if n.digest in packed},
+                   packs)
                   for parent, items in by_dir.items()
                   for part in split(items, self.jobs, most=512)]
+        del packed
         pool, threads = processes_or_threads(len(plan.writes),
                                              sum(node.size for _, node in plan.writes))
         written = run_chunks(write_group, chunks, jobs=self.jobs, pool=pool, threads=threads,
@@ -182,11 +186,12 @@ class Executor:
 
 def write_group(root: str, objects_dir: str, link_types: tuple[str, ...], parent: str,
                 items: list[tuple[str, FileNode, StatKey | None]],
-                verify: set[str], packed: dict[bytes, tuple[str, int, int]] | None = None
-                ) -> list[Written]:
+                verify: set[str], packed: dict[bytes, int] | None = None,
+                packs: tuple[str, list[str]] = ("", [])) -> list[Written]:
     """Place ``items`` (all in directory ``parent``); may run in a worker process.
-    ``packed``: where the objects found only in packs are (file, offset, size); they are
-    copied from there, verified (only a copy checkout reads packs).
+    ``packed``: where the objects found only in packs are (``PackSet.where`` values; the
+    packs directory and the pack names in ``packs``); they are copied from there, verified
+    (only a copy checkout reads packs).
 
     An item with an expected stat is replaced only while the file still has that stat.
     ``copy`` verifies every object as it copies it. ``hardlink``/``symlink`` re-hash each
@@ -194,15 +199,16 @@ def write_group(root: str, objects_dir: str, link_types: tuple[str, ...], parent
     the shared object, and such an object must never be linked as if it were sound. The
     others re-hash only the objects of ``verify`` (files replaced by --force).
     """
-    linker = Linker(objects_dir, link_types)
+    linker = Linker(objects_dir, link_types, packs[0])
+    places = {d: decode_place(code, packs[1]) for d, code in (packed or {}).items()}
     out: list[Written] = []
     root_fd = os.open(root, fsutil.O_DIR)
     try:
         with fsutil.open_dir(root_fd, _parts(parent), create=True) as dfd:
             for i, (rel, node, expected) in enumerate(items):
                 if i % PREFETCH == 0 and linker.current in ("copy", "reflink"):
-                    _prefetch(objects_dir, [n.digest for _, n, _ in items[i:i + PREFETCH]],
-                              packed or {})
+                    _prefetch(linker, [n.digest for _, n, _ in items[i:i + PREFETCH]],
+                              places)
                 name = os.path.basename(rel)
                 if expected is not None and _stat_key_at(dfd, name) != expected:
                     continue
@@ -212,31 +218,34 @@ def write_group(root: str, objects_dir: str, link_types: tuple[str, ...], parent
                         expected is None and rel in verify and linker.current != "copy"):
                     verify_object(object_path(objects_dir, node.digest), Oid(node.digest))
                 st = linker.place(node.digest, dfd, name, executable=node.executable,
-                                  at=packed.get(node.digest) if packed else None)
+                                  at=places.get(node.digest))
                 out.append((rel, stat_key(st), node.digest, node.size))
     except OSError as exc:
         raise from_oserror(exc, parent or ".", "write into") from exc
     finally:
         os.close(root_fd)
+        linker.close()
     return out
 
 
 PREFETCH = 64
 
 
-def _prefetch(objects_dir: str, digests: list[bytes],
-              packed: dict[bytes, tuple[str, int, int]]) -> None:
+def _prefetch(linker: Linker, digests: list[bytes], packed: dict[bytes, Packed]) -> None:
     """Ask the kernel to read the next objects ahead, so cold reads overlap."""
     for digest in digests:
         at = packed.get(digest)
-        path = object_path(objects_dir, digest) if at is None else at[0]
-        offset, size = (0, 0) if at is None else at[1:]
+        if at is not None:
+            with contextlib.suppress(OSError):
+                os.posix_fadvise(linker.pack_fd(at.pack), at.offset, at.size,
+                                 os.POSIX_FADV_WILLNEED)
+            continue
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(object_path(linker.objects_dir, digest), os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             continue  # the copy itself reports a missing object
         try:
-            os.posix_fadvise(fd, offset, size, os.POSIX_FADV_WILLNEED)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
         except OSError:
             pass
         finally:
