@@ -161,7 +161,9 @@ class Executor:
                    packs)
                   for parent, items in by_dir.items()
                   for part in split(items, self.jobs, most=512)]
-        del packed
+        if packed:  # the chunks say where their objects are: the pack set's memory goes
+            del packed
+            self.store.reload_packs()
         pool, threads = processes_or_threads(len(plan.writes),
                                              sum(node.size for _, node in plan.writes))
         written = run_chunks(write_group, chunks, jobs=self.jobs, pool=pool, threads=threads,
