@@ -29,6 +29,9 @@ POINTS = (
     "remote-put-after",  # push uploaded one object: it is on the remote under its key
     "remote-tmp-written",  # a directory remote's temp file is written, not yet renamed
     "remote-part-uploaded",  # an S3 multipart upload has a part, not yet completed
+    "pack-tmp-written",  # a pack's temp file(s) are written (cache or push), not yet named
+    "pack-renamed",  # one file of a cache pack was renamed into packs/ (the .pack first)
+    "gc-repacked",  # gc published the rewritten packs, the old ones not yet deleted
 )
 
 

@@ -164,8 +164,8 @@ def _copy_verified(src: str, digest: bytes, dfd: int, span: Span | None = None) 
         raise IntegrityError(
             f"cache object {Oid(digest)} is corrupt: its content does not match its id ({src})",
             hint="delete it and re-add or re-fetch the data that produced it" if span is None
-            else "run `datavc fsck --repair` to fetch a good copy from the remote, or re-add "
-                 "the data that produced it")
+            else "`datavc fsck --repair --remote NAME` fetches a good copy; or, with a good "
+                 "copy of the file, `datavc hash-object -w FILE` stores it loose (read first)")
 
 
 def _copy_hashing(sfd: int, dfd: int) -> bytes:

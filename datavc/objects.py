@@ -183,12 +183,15 @@ class ObjectStore:
         of ``packs/`` holds the lock, so one found now was left by a killed one); only call
         with the repository lock held."""
         clear_dir(self.tmp_dir)
+        try:
+            names = os.listdir(self.packs_dir)
+        except OSError:  # none yet, or unreadable: nothing is removed on a partial view
+            names = []
         halves: dict[str, int] = {}
-        with contextlib.suppress(OSError):
-            for name, size, _ in pack.list_dir(self.packs_dir):
-                stem, dot, suffix = name.partition(".")
-                if size >= 0 and f"{dot}{suffix}" in (pack.PACK_SUFFIX, pack.INDEX_SUFFIX):
-                    halves[stem] = halves.get(stem, 0) + 1
+        for name in names:
+            stem, dot, suffix = name.partition(".")
+            if f"{dot}{suffix}" in (pack.PACK_SUFFIX, pack.INDEX_SUFFIX):
+                halves[stem] = halves.get(stem, 0) + 1
         for stem, n in halves.items():
             if n == 1 and pack.is_pack_name(stem):
                 for suffix in (pack.PACK_SUFFIX, pack.INDEX_SUFFIX):
@@ -236,7 +239,14 @@ class ObjectStore:
         except FileNotFoundError:
             at = self.packed().get(oid.digest)
             if at is not None:
-                return self._read_packed(oid, at, limit)
+                try:
+                    return self._read_packed(oid, at, limit)
+                except ObjectMissingError:  # its pack went (gc rewrote it): look again
+                    self.reload_packs()
+                    at = self.packed().get(oid.digest)
+                    if at is None:
+                        raise
+                    return self._read_packed(oid, at, limit)
             raise ObjectMissingError(
                 f"object {oid} is not in the cache ({path})",
                 hint="re-add the data that produced it, or copy the object from another "
@@ -271,8 +281,9 @@ class ObjectStore:
         if xxhash.xxh3_128_digest(data) != oid.digest:
             raise IntegrityError(
                 f"cache object {oid} is corrupt: its bytes in pack {path} do not match its id",
-                hint="run `datavc fsck --repair` to fetch a good copy from the remote, or "
-                     "re-add the data that produced it")
+                hint="`datavc fsck --repair --remote NAME` fetches a good copy; or, with a "
+                     "good copy of the file, `datavc hash-object -w FILE` stores it loose "
+                     "(read first)")
         return data
 
     def extract(self, oids: Iterable[Oid], into: str) -> dict[Oid, str]:

@@ -195,7 +195,8 @@ class PackSet:
                     raise RemoteError(
                         f"the cache's packs list more than {MAX_PACKED:,} objects, more than "
                         f"this datavc reads (the memory is bounded)",
-                        hint="set `[cache] pack = false` and re-add, or split the cache")
+                        hint="`datavc gc` deletes the packs nothing uses; or keep the data "
+                             "in several repositories")
                 raise RemoteError(f"the remote's packs list more than {MAX_PACKED:,} objects, "
                                   f"more than this datavc reads (the memory is bounded)",
                                   hint="store objects loose on this remote (`pack = false`) "

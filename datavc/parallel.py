@@ -188,7 +188,9 @@ def hash_files(paths: list[str], *, store: ObjectStore | None, jobs: int,
     :func:`publish`). Results in the order of ``paths``."""
     objects_dir = store.objects_dir if store else ""
     tmp_dir = store.tmp_dir if store else None
-    packing = store is not None and store.pack_small
+    # packs only while the cache's own reader will read them all (pack.MAX_PACKED)
+    packing = store is not None and store.pack_small and (
+        len(store.packed().where) + len(paths) <= pack.MAX_PACKED)
     chunks = [(list(c), objects_dir, tmp_dir, packing) for c in split(paths, jobs)]
     results = run_chunks(_hash_chunk, chunks, jobs=jobs, pool=worth_a_pool(paths),
                          measure=lambda part: (len(part), sum(r.size for r in part)),
@@ -200,8 +202,9 @@ def hash_files(paths: list[str], *, store: ObjectStore | None, jobs: int,
 
 
 def _keep_new_packs(store: ObjectStore, results: list[Stored]) -> None:
-    """Record the packs the workers wrote as pending in ``store``; one whose every object
-    the cache holds already (files touched but unchanged, in another pack) is removed."""
+    """Record the packs the workers wrote as pending in ``store``. One of which a quarter
+    or more of the objects are in the cache's packs already (files touched but unchanged)
+    is rewritten without them, or removed when that leaves nothing."""
     stems: dict[str, list[bytes]] = {}
     for r in results:
         if r.pack:
@@ -210,10 +213,43 @@ def _keep_new_packs(store: ObjectStore, results: list[Stored]) -> None:
         return
     where = store.packed().where
     for stem, digests in stems.items():
-        if where and all(d in where for d in digests):
-            discard_pack(stem)
-        else:
+        new = [d for d in digests if d not in where]
+        if (len(digests) - len(new)) * 4 >= len(digests) > len(new):
+            # a quarter or more are packed already (files touched but unchanged): keep
+            # only the others; fewer duplicates stay, rather than rewrite every pack
+            stem = _repack_tmp(store.tmp_dir, stem, set(new)) if new else _discarded(stem)
+            digests = new
+        if stem:
             store.pending_packs[stem] = digests
+
+
+def _discarded(stem: str) -> str:
+    discard_pack(stem)
+    return ""
+
+
+def _repack_tmp(tmp_dir: str, stem: str, keep: set[bytes]) -> str:
+    """A temp pack holding only the ``keep`` objects of temp pack ``stem`` (removed); its
+    stem. The objects are verified again as they are copied."""
+    try:
+        with open(stem + pack.INDEX_SUFFIX, "rb") as f:
+            _, entries = pack.decode_index(f.read(), None)
+        with open(stem + pack.PACK_SUFFIX, "rb") as f:
+            body = f.read()
+        objects, offset = [], 0
+        for digest, size in pack.iter_entries(entries):
+            data = body[offset:offset + size]
+            offset += size
+            if digest in keep:
+                if xxhash.xxh3_128_digest(data) != digest:
+                    raise DatavcError(f"a staged pack in '{tmp_dir}' changed on disk",
+                                      hint="check the disk, then run the command again")
+                objects.append((digest, data))
+        return write_pack(tmp_dir, objects)
+    except OSError as exc:
+        raise from_oserror(exc, tmp_dir, "store objects in") from exc
+    finally:
+        discard_pack(stem)
 
 
 def worth_a_pool(paths: list[str]) -> bool:
@@ -441,6 +477,9 @@ def build_packs(groups: list[list[tuple[str, int, bytes, int]]], tmp_dir: str, *
 
 
 def _pack_chunk(items: list[tuple[str, int, bytes, int]], tmp_dir: str) -> list[Built]:
+    # objects of cache packs in the order they lie there: each pack read front to back,
+    # one open at a time (a push touching 1,000 packs once ran out of descriptors)
+    items = sorted(items, key=lambda item: (item[0], item[1]))
     tmp = os.path.join(tmp_dir, f"pack-{fsutil.tmp_name()}")
     out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
     hasher = xxhash.xxh3_128()
@@ -511,9 +550,15 @@ def _read_loose(fd: int | OSError, path: str, want: int) -> bytes | None:
 
 def _read_packed(fds: dict[str, int | OSError], path: str, offset: int,
                  size: int) -> bytes | None:
-    """``size`` bytes at ``offset`` of pack ``path`` (its fd kept in ``fds``)."""
+    """``size`` bytes at ``offset`` of pack ``path`` (its fd kept in ``fds``, with at most
+    MAX_OPEN_PACKS others: callers read pack by pack)."""
     fd = fds.get(path)
     if fd is None:
+        if len(fds) >= MAX_OPEN_PACKS:
+            for other in fds.values():
+                if isinstance(other, int) and other >= 0:
+                    os.close(other)
+            fds.clear()
         fd = fds[path] = _open_advised(path)
     if isinstance(fd, OSError):
         raise from_oserror(fd, path, "read")
@@ -526,6 +571,7 @@ def _read_packed(fds: dict[str, int | OSError], path: str, offset: int,
 
 
 CHUNK_OUT = 1 << 20
+MAX_OPEN_PACKS = 8
 
 
 def unpack_objects(items: list[tuple[str, int, int, bytes]], objects_dir: str, tmp_dir: str,

@@ -222,3 +222,60 @@ def test_half_packs_are_cleared_by_the_next_locked_command(root, run, added):
     assert name not in packs_of(root)
     assert not any(n.startswith(name) for n in os.listdir(root / ".datavc/cache/packs"))
     assert ok(run("fsck", "--read-data")).out.startswith("OK")
+
+
+def duplicates(root: Path) -> int:
+    entries = []
+    for name, (_, index) in packs_of(root).items():
+        entries += [d for d, _ in pack.iter_entries(pack.decode_index(index, name)[1])]
+    return len(entries) - len(set(entries))
+
+
+def test_touched_files_with_one_change_do_not_pack_their_objects_twice(root, run, added):
+    before = duplicates(root)  # the same bytes met by several workers: a few
+    assert before < 16
+    for p in (root / "data").rglob("*.bin"):  # new mtimes, same bytes: all hashed again
+        os.utime(p, ns=(p.stat().st_atime_ns, p.stat().st_mtime_ns + 10**9))
+    (root / "data/d2/f00002.bin").write_bytes(b"changed")
+    ok(run("add", "data"))
+    assert duplicates(root) == before  # the 1,199 touched files were not packed again
+    assert oid_of(b"changed") in packed_ids(root) or oid_of(b"changed") in {
+        "xxh128:" + p.parent.name + p.name for p in cache_objects(root)}
+
+
+def test_push_reads_many_cache_packs_with_few_descriptors(root, run, tmp_path):
+    use_jobs(root)
+    for i in range(4):  # four adds: 64 cache packs, each push group touches most of them
+        make_data(root / "data", seed=10 + i)
+        ok(run("add", "data"))
+    assert len(packs_of(root)) >= 60
+    dir_remote(root, run, tmp_path, pack=True)
+    proc = subprocess.run(["bash", "-c", 'ulimit -n 64 && exec "$0" -m datavc push',
+                           sys.executable], cwd=root, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc
+
+
+def test_a_pack_whose_index_is_not_a_regular_file_is_left_alone(root, run, added):
+    name = next(iter(packs_of(root)))
+    idx = root / f".datavc/cache/packs/{name}.idx"
+    idx.rename(idx.with_name("elsewhere"))
+    idx.symlink_to(idx.with_name("elsewhere"))
+    ok(run("status"))  # takes the lock: half packs go, this is not one
+    assert (root / f".datavc/cache/packs/{name}.pack").exists()
+    r = fails(run("fsck", "--json"), 1)
+    assert any(p["kind"] == "junk" for p in json.loads(r.out)["problems"])
+
+
+def test_an_add_that_would_pass_the_readers_limit_stores_loose(root, run, added,
+                                                               monkeypatch):
+    """The cache's own reader keeps at most pack.MAX_PACKED packed objects: an add that
+    could cross it stores its objects loose, and everything stays readable."""
+    monkeypatch.setattr(pack, "MAX_PACKED", len(packed_ids(root)) + 100)
+    before = set(packs_of(root))
+    more = make_data(root / "more", seed=99)  # enough to pack, without the limit
+    repo = datavc.Repo(root)
+    repo.add([str(root / "more")])
+    assert set(packs_of(root)) == before
+    assert repo.read_bytes("more/d1/f00001.bin") == more["d1/f00001.bin"]
+    assert repo.read_bytes("data/d1/f00001.bin") == added["d1/f00001.bin"]

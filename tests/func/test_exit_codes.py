@@ -360,6 +360,12 @@ def test_exit_10_in_a_git_repo_without_init(scm, run):
 # ----------------------------------------------------------------------------------- 130
 
 
+def _default_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT, signal.SIGTERM])
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_exit_130_interrupted_add_and_rerun(root, run, sig):
     # one object file each, to see it busy storing (packs would be a few files)
@@ -370,8 +376,13 @@ def test_exit_130_interrupted_add_and_rerun(root, run, sig):
         (big / f"d{d}").mkdir(parents=True)
         for f in range(100):
             (big / f"d{d}" / f"f{f}").write_bytes(os.urandom(256))
+    here = (signal.getsignal(signal.SIGINT), signal.pthread_sigmask(signal.SIG_BLOCK, []))
+    # as from a shell: SIGINT and SIGTERM with their default actions and not blocked,
+    # whatever this test process inherited or earlier tests left (an ignored SIGINT is
+    # inherited across exec, and Python then installs no KeyboardInterrupt handler)
     proc = subprocess.Popen([sys.executable, "-m", "datavc", "add", "big"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_default_signals)
     temp_area = root / ".datavc/cache/tmp"
     deadline = time.monotonic() + 30
     # wait until it is busy storing objects (staged in the temp area, or already named)
@@ -382,7 +393,7 @@ def test_exit_130_interrupted_add_and_rerun(root, run, sig):
         pytest.fail("add finished before it could be interrupted: make the dataset bigger")
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, (out, err)
+    assert proc.returncode == 130, (out, err, here)
     assert b"Traceback" not in err
     assert b"interrupted" in err
     assert not (root / "big.datavc").exists()
