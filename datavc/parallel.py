@@ -479,7 +479,10 @@ def build_packs(groups: list[list[tuple[str, int, bytes, int]]], tmp_dir: str, *
 def _pack_chunk(items: list[tuple[str, int, bytes, int]], tmp_dir: str) -> list[Built]:
     # objects of cache packs in the order they lie there: each pack read front to back,
     # one open at a time (a push touching 1,000 packs once ran out of descriptors)
-    items = sorted(items, key=lambda item: (item[0], item[1]))
+    # (loose object files stay first, in the order given)
+    order = {id(item): i for i, item in enumerate(items)}
+    items = sorted(items, key=lambda item: ("", order[id(item)]) if item[1] < 0
+                   else (item[0], item[1]))
     tmp = os.path.join(tmp_dir, f"pack-{fsutil.tmp_name()}")
     out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
     hasher = xxhash.xxh3_128()
