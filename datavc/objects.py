@@ -65,7 +65,7 @@ class ObjectStore:
         self.pending: list[str] = []  # temps written in this process, awaiting publish
         self.pending_packs: dict[str, list[bytes]] = {}  # temp pack stem -> its digests
         self.pack_small = False  # stage many small files into packs (see hash_files)
-        self._packs: pack.PackSet | None = None
+        self._shelf = pack.dir_shelf(self.packs_dir, from_oserror, local=True)
 
     def ensure_layout(self) -> None:
         try:
@@ -84,22 +84,13 @@ class ObjectStore:
     def packed(self) -> pack.PackSet:
         """The cache's usable packs (read once per instance, then kept up to date by
         :meth:`publish`): ``packs/<P>.pack`` with its index ``packs/<P>.idx``, as on a
-        directory remote. Damaged ones are left out (their objects look absent; fsck
+        directory remote. Unusable ones are left out (their objects look absent; fsck
         reports them)."""
-        if self._packs is None:
-            found = pack.PackSet(local=True)
-            shelf = pack.PackShelf(self._pack_files, self._read_index)
-            for info in shelf.scan():
-                if info.entries is not None:
-                    found.add(info)
-                elif info.problem == pack.DAMAGED:
-                    found.damaged.append(info.name)
-            self._packs = found
-        return self._packs
+        return self._shelf.get()
 
     def reload_packs(self) -> None:
         """Read the packs afresh on next use (after packs were deleted)."""
-        self._packs = None
+        self._shelf.reset()
 
     def forget_packed(self, digests: Iterable[bytes]) -> None:
         """Count these packed objects as absent from now on in this instance: ``fsck
@@ -111,20 +102,7 @@ class ObjectStore:
 
     def scan_packs(self, on_junk: Callable[[str], object] | None = None) -> list[pack.PackInfo]:
         """Every pack file pair of the cache, read afresh (fsck, gc)."""
-        return pack.PackShelf(self._pack_files, self._read_index).scan(on_junk)
-
-    def _pack_files(self) -> Iterator[tuple[str, int, float]]:
-        try:
-            yield from pack.list_dir(self.packs_dir)
-        except OSError as exc:
-            raise from_oserror(exc, self.packs_dir, "list") from None
-
-    def _read_index(self, name: str) -> bytes:
-        path = self.pack_path(name, pack.INDEX_SUFFIX)
-        try:
-            return pack.read_index_file(path)
-        except OSError as exc:
-            raise from_oserror(exc, path, "read pack index") from None
+        return self._shelf.scan(on_junk)
 
     def pack_path(self, name: str, suffix: str = pack.PACK_SUFFIX) -> str:
         return os.path.join(self.packs_dir, name + suffix)
@@ -424,10 +402,9 @@ class ObjectStore:
                 except OSError as exc:
                     raise from_oserror(exc, dest, "name pack") from exc
                 crash.point("pack-renamed")
-            if self._packs is not None:
-                with open(self.pack_path(name, pack.INDEX_SUFFIX), "rb") as f:
-                    _, info = pack.own_index(f.read(), time.time())
-                self._packs.add(info)
+            with open(self.pack_path(name, pack.INDEX_SUFFIX), "rb") as f:
+                _, info = pack.own_index(f.read(), time.time())
+            self._shelf.added(info)
 
 
 class _HashingSink:

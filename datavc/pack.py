@@ -297,15 +297,17 @@ class PackShelf:
     their objects look missing and are pushed again, which is harmless)."""
 
     def __init__(self, files: Callable[[], Iterable[tuple[str, int, float]]],
-                 read_index: Callable[[str], bytes], run: Runner = map) -> None:
+                 read_index: Callable[[str], bytes], run: Runner = map, *,
+                 local: bool = False) -> None:
         self._files, self._read_index, self._run = files, read_index, run
+        self._local = local  # a cache's packs (for messages)
         self._lock = threading.Lock()
         self._set: PackSet | None = None
 
     def get(self) -> PackSet:
         with self._lock:
             if self._set is None:
-                found = PackSet()
+                found = PackSet(local=self._local)
                 for info in self.scan():
                     if info.entries is not None:
                         found.add(info)
@@ -314,9 +316,18 @@ class PackShelf:
                 self._set = found
             return self._set
 
+    def reset(self) -> None:
+        """Read the packs afresh on next use (after some were deleted or rewritten)."""
+        with self._lock:
+            self._set = None
+
     def added(self, info: PackInfo) -> None:
-        """Count a pack this instance just stored."""
-        self.get().add(info)
+        """Count a pack this instance just stored (when the set is read already: a later
+        first read finds it where it is stored)."""
+        with self._lock:
+            found = self._set
+        if found is not None:
+            found.add(info)
 
     def scan(self, on_junk: Callable[[str], object] | None = None) -> list[PackInfo]:
         """Every pack, its index read and checked (see :meth:`Remote.iter_packs`)."""
@@ -351,6 +362,27 @@ class PackShelf:
             return decode_index(self._read_index(name), name)[1]
         except PackError:
             return None
+
+
+def dir_shelf(packs_dir: str, error: Callable[[OSError, str, str], Exception], *,
+              local: bool = False) -> PackShelf:
+    """The :class:`PackShelf` of a ``packs/`` directory (a cache's, or a directory
+    remote's); ``error(exc, path, action)`` words an OSError for its owner."""
+
+    def files() -> Iterator[tuple[str, int, float]]:
+        try:
+            yield from list_dir(packs_dir)
+        except OSError as exc:
+            raise error(exc, packs_dir, "list") from None
+
+    def read_index(name: str) -> bytes:
+        path = os.path.join(packs_dir, name + INDEX_SUFFIX)
+        try:
+            return read_index_file(path)
+        except OSError as exc:
+            raise error(exc, path, "read pack index") from None
+
+    return PackShelf(files, read_index, local=local)
 
 
 def list_dir(packs_dir: str) -> Iterator[tuple[str, int, float]]:

@@ -27,7 +27,6 @@ from .remote_base import (
     PACKS,
     RUNS,
     Listed,
-    PackShelf,
     Sink,
     missing,
     object_key,
@@ -52,7 +51,7 @@ class LocalRemote:
         self.tmp_dir = os.path.join(self.root, "tmp")
         self.packs_dir = os.path.join(self.root, PACKS)
         self.packing = True  # push many small objects as packs
-        self._shelf = PackShelf(self._pack_files, self._read_index)
+        self._shelf = pack.dir_shelf(self.packs_dir, remote_oserror)
         self._cleaned = False
         self._lock = threading.Lock()
         self._batch: list[tuple[str, str]] | None = None  # (temp, key) awaiting end_batch
@@ -82,19 +81,6 @@ class LocalRemote:
 
     def locate(self, oids: Iterable[Oid]) -> dict[Oid, pack.Packed]:
         return self._shelf.get().locate(oids)
-
-    def _pack_files(self) -> Iterator[tuple[str, int, float]]:
-        try:
-            yield from pack.list_dir(self.packs_dir)
-        except OSError as exc:
-            raise remote_oserror(exc, self.packs_dir, "list") from None
-
-    def _read_index(self, name: str) -> bytes:
-        path = self.pack_path(name, pack.INDEX_SUFFIX)
-        try:
-            return pack.read_index_file(path)
-        except OSError as exc:
-            raise remote_oserror(exc, path, "read pack index") from None
 
     def iter_packs(self, *, on_junk: Callable[[str], object] | None = None
                    ) -> list[pack.PackInfo]:
