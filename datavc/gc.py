@@ -15,12 +15,10 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-import xxhash
-
 from . import crash, listing, pack
 from .errors import DatavcError, from_oserror
 from .hashing import Oid
-from .objects import FANOUT, ObjectStore, object_path, write_pack
+from .objects import FANOUT, ObjectStore, object_path, read_pack_objects, write_pack
 from .tree import MAX_DEPTH, Budget
 
 DEFAULT_GRACE = 3600  # seconds
@@ -185,14 +183,7 @@ def sweep_packs(store: ObjectStore, plan_: Sweep) -> int:
     store.publish()
     crash.point("gc-repacked")
     for name in gone:
-        for suffix in (pack.INDEX_SUFFIX, pack.PACK_SUFFIX):
-            path = store.pack_path(name, suffix)
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                raise from_oserror(exc, path, "delete pack") from exc
+        store.delete_pack(name)
     store.reload_packs()
     return deleted
 
@@ -201,21 +192,9 @@ def _read_live(store: ObjectStore, name: str, keep: list[tuple[bytes, int, int]]
                ) -> list[tuple[bytes, bytes]] | None:
     path = store.pack_path(name)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
+        return read_pack_objects(path, keep)
     except OSError as exc:
         raise from_oserror(exc, path, "read pack") from exc
-    try:
-        out = []
-        for digest, offset, size in keep:
-            data = os.pread(fd, size, offset)
-            if len(data) != size or xxhash.xxh3_128_digest(data) != digest:
-                return None
-            out.append((digest, data))
-        return out
-    finally:
-        os.close(fd)
 
 
 def sweep(store: ObjectStore, doomed: list[tuple[Oid, int]]) -> int:
@@ -233,4 +212,3 @@ def sweep(store: ObjectStore, doomed: list[tuple[Oid, int]]) -> int:
         except OSError as exc:
             raise from_oserror(exc, path, "delete object") from exc
     return n
-

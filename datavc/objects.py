@@ -104,6 +104,17 @@ class ObjectStore:
         """Every pack file pair of the cache, read afresh (fsck, gc)."""
         return self._shelf.scan(on_junk)
 
+    def delete_pack(self, name: str) -> None:
+        """Delete pack ``name``: its index first, so no reader counts half a pack."""
+        for suffix in (pack.INDEX_SUFFIX, pack.PACK_SUFFIX):
+            path = self.pack_path(name, suffix)
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise from_oserror(exc, path, "delete pack") from exc
+
     def pack_path(self, name: str, suffix: str = pack.PACK_SUFFIX) -> str:
         return os.path.join(self.packs_dir, name + suffix)
 
@@ -172,9 +183,8 @@ class ObjectStore:
                 halves[stem] = halves.get(stem, 0) + 1
         for stem, n in halves.items():
             if n == 1 and pack.is_pack_name(stem):
-                for suffix in (pack.PACK_SUFFIX, pack.INDEX_SUFFIX):
-                    with contextlib.suppress(OSError):
-                        os.unlink(self.pack_path(stem, suffix))
+                with contextlib.suppress(DatavcError):
+                    self.delete_pack(stem)
         before = time.time() - PRIVATE_MAX_AGE
         with contextlib.suppress(OSError), os.scandir(self.tmp_dir) as it:
             for entry in it:
@@ -666,6 +676,27 @@ def write_pack(tmp_dir: str, objects: list[tuple[bytes, bytes]]) -> str:
         raise
     crash.point("pack-tmp-written")
     return stem
+
+
+def read_pack_objects(path: str, places: Iterable[tuple[bytes, int, int]]
+                      ) -> list[tuple[bytes, bytes]] | None:
+    """``(digest, bytes)`` of each ``(digest, offset, size)`` of pack file ``path``, each
+    verified against its id; None when the pack is gone or one does not read back as its
+    id. Other OSErrors are the caller's to word."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        out = []
+        for digest, offset, size in places:
+            data = os.pread(fd, size, offset)
+            if len(data) != size or xxhash.xxh3_128_digest(data) != digest:
+                return None
+            out.append((digest, data))
+        return out
+    finally:
+        os.close(fd)
 
 
 def discard_pack(stem: str) -> None:

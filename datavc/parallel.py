@@ -23,6 +23,7 @@ from .objects import (
     discard_pack,
     object_path,
     open_for_read,
+    read_pack_objects,
     rename_into_place,
     store_fd,
     write_pack,
@@ -217,15 +218,11 @@ def _keep_new_packs(store: ObjectStore, results: list[Stored]) -> None:
         if (len(digests) - len(new)) * 4 >= len(digests) > len(new):
             # a quarter or more are packed already (files touched but unchanged): keep
             # only the others; fewer duplicates stay, rather than rewrite every pack
-            stem = _repack_tmp(store.tmp_dir, stem, set(new)) if new else _discarded(stem)
-            digests = new
-        if stem:
-            store.pending_packs[stem] = digests
-
-
-def _discarded(stem: str) -> str:
-    discard_pack(stem)
-    return ""
+            if not new:
+                discard_pack(stem)
+                continue
+            stem, digests = _repack_tmp(store.tmp_dir, stem, set(new)), new
+        store.pending_packs[stem] = digests
 
 
 def _repack_tmp(tmp_dir: str, stem: str, keep: set[bytes]) -> str:
@@ -233,18 +230,12 @@ def _repack_tmp(tmp_dir: str, stem: str, keep: set[bytes]) -> str:
     stem. The objects are verified again as they are copied."""
     try:
         with open(stem + pack.INDEX_SUFFIX, "rb") as f:
-            _, entries = pack.decode_index(f.read(), None)
-        with open(stem + pack.PACK_SUFFIX, "rb") as f:
-            body = f.read()
-        objects, offset = [], 0
-        for digest, size in pack.iter_entries(entries):
-            data = body[offset:offset + size]
-            offset += size
-            if digest in keep:
-                if xxhash.xxh3_128_digest(data) != digest:
-                    raise DatavcError(f"a staged pack in '{tmp_dir}' changed on disk",
-                                      hint="check the disk, then run the command again")
-                objects.append((digest, data))
+            _, info = pack.own_index(f.read(), 0.0)
+        objects = read_pack_objects(stem + pack.PACK_SUFFIX,
+                                    [p for p in info.objects() if p[0] in keep])
+        if objects is None:
+            raise DatavcError(f"a staged pack in '{tmp_dir}' changed on disk",
+                              hint="check the disk, then run the command again")
         return write_pack(tmp_dir, objects)
     except OSError as exc:
         raise from_oserror(exc, tmp_dir, "store objects in") from exc
@@ -478,11 +469,10 @@ def build_packs(groups: list[list[tuple[str, int, bytes, int]]], tmp_dir: str, *
 
 def _pack_chunk(items: list[tuple[str, int, bytes, int]], tmp_dir: str) -> list[Built]:
     # objects of cache packs in the order they lie there: each pack read front to back,
-    # one open at a time (a push touching 1,000 packs once ran out of descriptors)
-    # (loose object files stay first, in the order given)
-    order = {id(item): i for i, item in enumerate(items)}
-    items = sorted(items, key=lambda item: ("", order[id(item)]) if item[1] < 0
-                   else (item[0], item[1]))
+    # one open at a time (a push touching 1,000 packs once ran out of descriptors); loose
+    # object files (offset -1) first, in the order given (the sort is stable)
+    items = sorted(items, key=lambda item: (item[1] >= 0, item[0] if item[1] >= 0 else "",
+                                            item[1]))
     tmp = os.path.join(tmp_dir, f"pack-{fsutil.tmp_name()}")
     out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
     hasher = xxhash.xxh3_128()
@@ -526,9 +516,7 @@ def _pack_chunk(items: list[tuple[str, int, bytes, int]], tmp_dir: str) -> list[
         os.unlink(tmp)
         raise
     finally:
-        for fd in packs.values():
-            if isinstance(fd, int) and fd >= 0:
-                os.close(fd)
+        _close_all(packs)
     os.close(out)
     crash.point("pack-tmp-written")
     if not entries:
@@ -558,10 +546,7 @@ def _read_packed(fds: dict[str, int | OSError], path: str, offset: int,
     fd = fds.get(path)
     if fd is None:
         if len(fds) >= MAX_OPEN_PACKS:
-            for other in fds.values():
-                if isinstance(other, int) and other >= 0:
-                    os.close(other)
-            fds.clear()
+            _close_all(fds)
         fd = fds[path] = _open_advised(path)
     if isinstance(fd, OSError):
         raise from_oserror(fd, path, "read")
@@ -571,6 +556,14 @@ def _read_packed(fds: dict[str, int | OSError], path: str, offset: int,
         return os.pread(fd, size, offset)
     except OSError as exc:
         raise from_oserror(exc, path, "read") from None
+
+
+def _close_all(fds: dict[str, int | OSError]) -> None:
+    """Close the open pack files of :func:`_read_packed` and forget them."""
+    for fd in fds.values():
+        if isinstance(fd, int) and fd >= 0:
+            os.close(fd)
+    fds.clear()
 
 
 CHUNK_OUT = 1 << 20
@@ -613,9 +606,7 @@ def _unpack_chunk(items: list[tuple[str, int, int, bytes]], objects_dir: str,
                     raise from_oserror(exc, tmp_dir, "store object") from None
             out.append(Copied(size, tmp))
     finally:
-        for fd in fds.values():
-            if isinstance(fd, int) and fd >= 0:
-                os.close(fd)
+        _close_all(fds)
     return out
 
 
