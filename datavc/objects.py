@@ -274,12 +274,13 @@ class ObjectStore:
                      "(read first)")
         return data
 
-    def extract(self, oids: Iterable[Oid], into: str) -> dict[Oid, str]:
+    def extract(self, oids: Iterable[Oid], into: Callable[[], str]) -> dict[Oid, str]:
         """A file path holding each of ``oids``: the loose object, or for one found only in
-        a pack a verified copy written into directory ``into`` (for code that reads whole
-        files: uploads of single objects)."""
+        a pack a verified copy written into the directory ``into()`` gives, asked for only
+        then (for code that reads whole files: uploads of single objects)."""
         oids = list(oids)
         located = self.locate(o.digest for o in oids)
+        where = into() if located else ""
         out = {}
         for oid in oids:
             if oid.digest not in located:
@@ -287,9 +288,9 @@ class ObjectStore:
                 continue
             data = self.read_bytes(oid, limit=pack.MAX_OBJECT)
             try:
-                out[oid] = write_tmp(into, oid.digest, data)
+                out[oid] = write_tmp(where, oid.digest, data)
             except OSError as exc:
-                raise from_oserror(exc, into, f"copy object {oid} into") from exc
+                raise from_oserror(exc, where, f"copy object {oid} into") from exc
         return out
 
     def unpack(self, digests: Iterable[bytes]) -> int:

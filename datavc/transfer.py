@@ -214,9 +214,7 @@ def _sources(store: ObjectStore, oids: list[Oid], stack: contextlib.ExitStack
              ) -> dict[Oid, str]:
     """The file to upload each of ``oids`` from: the loose object, or for one found only
     in a cache pack, a verified copy in a private temp directory (``stack`` removes it)."""
-    if not store.locate(o.digest for o in oids):
-        return {o: store.path(o) for o in oids}
-    return store.extract(oids, stack.enter_context(store.private_tmp()))
+    return store.extract(oids, lambda: stack.enter_context(store.private_tmp()))
 
 
 def _put_local(store: ObjectStore, remote: LocalRemote, oids: list[Oid], src: dict[Oid, str],
