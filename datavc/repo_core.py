@@ -34,6 +34,7 @@ from .report import Reporter
 from .results import TargetStatus
 from .state import PresenceMemo, StatCache, fanout_stamp, now_ns
 from .treediff import Budget
+from .walk import Walk, walk
 
 DATAVC_DIR = ".datavc"
 GITIGNORE = "/cache/\n/tmp/\n/state/\n/config.local.toml\n"
@@ -135,8 +136,12 @@ class RepoCore:
     def _tmp_dir(self) -> str:
         return os.path.join(self.dir, "tmp")
 
-    def _scan(self, rel: str, state: StatCache, *, locked: bool) -> tree.Scan:
-        scan = tree.scan(self.root, rel, state, self.store.objects_dir)
+    def _scan(self, rel: str, state: StatCache, *, locked: bool, started_ns: int = 0,
+              walked: Walk | None = None) -> tree.Scan:
+        """The tree of ``rel`` from a walk of it (``walked``, or a new one) and the stat
+        cache; ``started_ns`` (when the operation began) lets its id be remembered."""
+        walked = walked or self._walk(rel, state)
+        scan = tree.build(walked, state, self.store.objects_dir, started_ns=started_ns)
         if scan.root is not None and not self._tracks_exec:
             tree.clear_exec(scan.root)
         if locked:
@@ -145,13 +150,48 @@ class RepoCore:
                     os.unlink(path)
         return scan
 
-    def _scan_hashed(self, rel: str, state: StatCache, *, locked: bool) -> tree.Scan:
+    def _scan_hashed(self, rel: str, state: StatCache, *, locked: bool,
+                     walked: Walk | None = None) -> tree.Scan:
         """Scan ``rel`` and hash what the stat cache does not know (nothing stored)."""
         started = now_ns()
-        scan = self._scan(rel, state, locked=locked)
+        scan = self._scan(rel, state, locked=locked, started_ns=started, walked=walked)
         tree.resolve(scan, store=None, state=state, started_ns=started, jobs=self.jobs,
                      track_exec=self._tracks_exec)
         return scan
+
+    def _walk(self, rel: str, state: StatCache) -> Walk:
+        """One ``lstat`` pass over ``rel``, in two processes when it held many files."""
+        return walk(self.root, rel, jobs=self.jobs, expect_files=state.last_files(rel))
+
+    @property
+    def _memo_salt(self) -> bytes:
+        """What a tree's id depends on besides its walk: the format, the executable bits."""
+        return f"datavc tree memo {listing.VERSION} exec={int(self._tracks_exec)}".encode()
+
+    def _known_tree(self, rel: str, walked: Walk, state: StatCache) -> tree.Node | None:
+        """The tree memo's answer for a walk: a root with its id and no children, or None
+        when the walk set anything aside or the memo does not know its fingerprint."""
+        if not walked.plain:
+            return None
+        hit = state.known_tree(rel, walked.fingerprint(self._memo_salt))
+        if hit is None:
+            return None
+        kind, digest, size, nfiles = hit
+        if kind == listing.DIR:
+            return tree.DirNode(digest=digest, size=size, nfiles=nfiles)
+        return tree.FileNode(digest, size)
+
+    def _finish(self, rel: str, scan: tree.Scan, state: StatCache,
+                store: ObjectStore | None = None) -> tree.Node:
+        """Compute the listing ids of a scanned tree (writing listings to ``store`` if
+        given) and remember its id against its walk when the scan allows."""
+        root = tree.require(scan.root, rel)
+        tree.finish(root, store=store, where=rel)
+        if scan.memo_ok and scan.walked is not None:
+            state.remember_tree(rel, scan.walked.fingerprint(self._memo_salt),
+                                tree.root_kind(root), root.digest, root.size,
+                                root.nfiles if isinstance(root, tree.DirNode) else 1)
+        return root
 
     def _state(self) -> StatCache:
         return StatCache.load(os.path.join(self.dir, "state", "stat"))
@@ -161,6 +201,8 @@ class RepoCore:
                                  fanout_stamp(self.store.objects_dir, started_ns))
 
     def _save_state_if_free(self, state: StatCache, memo: PresenceMemo | None = None) -> None:
+        if not state.dirty and (memo is None or not memo.dirty):
+            return
         try:
             with self._locked("status"):
                 state.save()

@@ -20,6 +20,8 @@ from . import fsutil
 from .objects import StatKey
 
 VERSION = 1
+TREES_VERSION = 1
+MAX_TREES = 4096  # remembered trees; the oldest are forgotten first
 FINE_WINDOW_NS = 100_000_000  # > one kernel timestamp tick on nanosecond file systems
 COARSE_WINDOW_NS = 2_000_000_000  # FAT-style 2 s timestamps
 
@@ -30,16 +32,41 @@ def racy_window(mtime_ns: int) -> int:
 
 
 class StatCache:
+    """The stat cache, and its tree memo.
+
+    The per-file entries are read from disk only when first needed: a command whose every
+    target the tree memo knows never reads them.
+
+    The tree memo (``.datavc/state/trees``) maps a target's path to the fingerprint of a
+    walk of it (:meth:`datavc.walk.Walk.fingerprint`: every name and stat) and the kind,
+    id, size and file count its tree had then. It is written only for a tree whose every
+    file was known or hashed at the stat the walk saw and is not racily new, so a walk
+    with the same fingerprint names the same bytes, by the same rule as a per-file entry.
+    """
+
     def __init__(self, path: str) -> None:
         self.path = path
-        self._entries: dict[str, tuple[int, int, int, int, int, bytes]] = {}
-        self._dirty = False
+        self.trees_path = os.path.join(os.path.dirname(path), "trees")
+        self._loaded: dict[str, tuple[int, int, int, int, int, bytes]] | None = {}
+        self._trees: dict[str, tuple[bytes, str, bytes, int, int]] = {}
+        self._dirty = self._trees_dirty = False
 
     @classmethod
     def load(cls, path: str) -> StatCache:
         cache = cls(path)
+        cache._loaded = None  # read on first use
+        cache._trees = _load_trees(cache.trees_path)
+        return cache
+
+    @property
+    def _entries(self) -> dict[str, tuple[int, int, int, int, int, bytes]]:
+        if self._loaded is None:
+            self._loaded = self._read()
+        return self._loaded
+
+    def _read(self) -> dict[str, tuple[int, int, int, int, int, bytes]]:
         try:
-            with open(path, "rb") as f:
+            with open(self.path, "rb") as f:
                 doc = msgpack.unpackb(f.read(), raw=False, strict_map_key=False,
                                       use_list=False)
             if doc.get("v") != VERSION:
@@ -50,14 +77,13 @@ class StatCache:
             if not all(type(k) is str for k in entries):
                 entries = {os.fsdecode(k): r for k, r in entries.items()
                            if type(k) in (str, bytes)}
-            cache._entries = entries  # rows are validated when read (get): one pass less
+            return entries  # rows are checked when read (get): one pass less
         except FileNotFoundError:
-            pass
+            return {}
         except Exception:  # a cache may be dropped, never trusted: start afresh
-            _warn(f"ignoring unreadable stat cache {path}")
-            cache._entries.clear()
-            cache._dirty = True
-        return cache
+            _warn(f"ignoring unreadable stat cache {self.path}")
+            self._dirty = True
+            return {}
 
     def get(self, rel: str, key: StatKey) -> bytes | None:
         hit = self._entries.get(rel)
@@ -99,13 +125,67 @@ class StatCache:
             del self._entries[p]
         self._dirty = self._dirty or bool(stale)
 
+    def known_tree(self, rel: str, fingerprint: bytes) -> tuple[str, bytes, int, int] | None:
+        """(kind, id, size, file count) of the tree at ``rel`` if a walk with this
+        fingerprint was remembered, else None."""
+        hit = self._trees.get(rel)
+        if hit is None or hit[0] != fingerprint:
+            return None
+        return hit[1], hit[2], hit[3], hit[4]
+
+    def last_files(self, rel: str) -> int:
+        """How many files the tree at ``rel`` held when last remembered (0: unknown)."""
+        hit = self._trees.get(rel)
+        return hit[4] if hit is not None else 0
+
+    def remember_tree(self, rel: str, fingerprint: bytes, kind: str, digest: bytes,
+                      size: int, nfiles: int) -> None:
+        row = (fingerprint, kind, digest, size, nfiles)
+        if self._trees.get(rel) != row:
+            self._trees.pop(rel, None)  # the newest last: the oldest go first
+            self._trees[rel] = row
+            while len(self._trees) > MAX_TREES:
+                del self._trees[next(iter(self._trees))]
+            self._trees_dirty = True
+
+    @property
+    def dirty(self) -> bool:
+        return self._dirty or self._trees_dirty
+
     def save(self) -> None:
-        if not self._dirty:
-            return
-        doc = {"v": VERSION, "entries": {_key(p): row for p, row in self._entries.items()}}
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        fsutil.atomic_write(self.path, msgpack.packb(doc, use_bin_type=True), hook="state")
-        self._dirty = False
+        if self._dirty:
+            doc = {"v": VERSION, "entries": {_key(p): row for p, row in self._entries.items()}}
+            fsutil.atomic_write(self.path, msgpack.packb(doc, use_bin_type=True), hook="state")
+            self._dirty = False
+        if self._trees_dirty:
+            trees = {_key(p): list(row) for p, row in self._trees.items()}
+            fsutil.atomic_write(self.trees_path, msgpack.packb(
+                {"v": TREES_VERSION, "trees": trees}, use_bin_type=True), hook="state")
+            self._trees_dirty = False
+
+
+def _load_trees(path: str) -> dict[str, tuple[bytes, str, bytes, int, int]]:
+    """The tree memo's rows; a row of the wrong shape is dropped, never trusted."""
+    try:
+        with open(path, "rb") as f:
+            doc = msgpack.unpackb(fsutil.read_limited(f, 64 << 20), raw=False,
+                                  strict_map_key=False)
+        if doc.get("v") != TREES_VERSION or not isinstance(doc.get("trees"), dict):
+            return {}
+        out = {}
+        for rel, row in doc["trees"].items():
+            if type(rel) is bytes:
+                rel = os.fsdecode(rel)
+            if (type(rel) is str and type(row) is list and len(row) == 5
+                    and type(row[0]) is bytes and len(row[0]) == 16 and row[1] in ("dir", "file")
+                    and type(row[2]) is bytes and len(row[2]) == 16
+                    and type(row[3]) is int and type(row[4]) is int
+                    and row[3] >= 0 and row[4] >= 0):
+                out[rel] = (row[0], row[1], row[2], row[3], row[4])
+        return out
+    except Exception:  # absent, unreadable or foreign: start afresh
+        return {}
 
 
 def _warn(message: str) -> None:
@@ -126,6 +206,8 @@ def now_ns() -> int:
 
 
 PRESENCE_VERSION = 1
+TREES_VERSION = 1
+MAX_TREES = 4096  # remembered trees; the oldest are forgotten first
 _MEMO_ROOTS = 64
 
 
@@ -198,6 +280,10 @@ class PresenceMemo:
             while len(self._roots) > _MEMO_ROOTS:
                 del self._roots[next(iter(self._roots))]
             self._dirty = True
+
+    @property
+    def dirty(self) -> bool:
+        return self._dirty
 
     def save(self) -> None:
         if not self._dirty:

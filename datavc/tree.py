@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 import xxhash
 
 from . import listing
-from .errors import DatavcError, InvalidInputError, from_oserror
-from .fsutil import TMP_MARK
+from .errors import DatavcError, InvalidInputError
 from .hashing import Oid
-from .objects import ObjectStore, Stored
+from .objects import ObjectStore, StatKey, Stored
 from .parallel import hash_files
-from .paths import check_name_problem, find_collisions
-from .state import StatCache
+from .paths import find_collisions
+from .state import COARSE_WINDOW_NS, FINE_WINDOW_NS, StatCache
+from .walk import Row, Walk, WalkDir, walk
 
 
 @dataclass(slots=True)
@@ -48,70 +48,81 @@ Node = FileNode | DirNode
 
 @dataclass(slots=True)
 class Scan:
-    """A scanned workspace path: its tree, the files still to hash, what was skipped."""
+    """A scanned workspace path: its tree, the files still to hash, what was skipped.
+
+    ``todo`` holds (path, absolute path, node, stat key seen by the walk). ``memo_ok`` stays
+    true while the tree's id, once computed, may be remembered against the walk's
+    fingerprint (:meth:`datavc.state.StatCache.remember_tree`): every entry a regular file
+    whose stat is not racily new and whose content was hashed at the stat the walk saw.
+    A ``shallow`` scan is the tree memo's answer: a root with its id, size and file count
+    and no children, nothing to hash and ``seen`` left empty.
+    """
 
     root: Node | None
-    todo: list[tuple[str, str, FileNode]] = field(default_factory=list)
+    todo: list[tuple[str, str, FileNode, StatKey]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
     litter: list[str] = field(default_factory=list)  # temp files of interrupted writers
+    walked: Walk | None = None
+    memo_ok: bool = True
+    shallow: bool = False
 
 
-def scan(root: str, rel: str, state: StatCache, cache_objects: str) -> Scan:
+def scan(root: str, rel: str, state: StatCache, cache_objects: str, *,
+         started_ns: int = 0) -> Scan:
     """Scan work-tree path ``rel`` (file or directory) below ``root``, using the stat cache."""
-    out = Scan(None)
-    path = os.path.join(root, rel)
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return out
-    except OSError as exc:
-        raise from_oserror(exc, rel, "read") from exc
-    if stat.S_ISDIR(st.st_mode):
-        out.root = _scan_dir(path, rel, out, state, cache_objects)
-    else:
-        out.root = _scan_file(path, rel, st, out, state, cache_objects)
+    return build(walk(root, rel), state, cache_objects, started_ns=started_ns)
+
+
+def build(walked: Walk, state: StatCache, cache_objects: str, *, started_ns: int = 0) -> Scan:
+    """The tree of a walk: each file's id from the stat cache, or a place in ``todo``.
+
+    ``started_ns``: when the operation began (0: never remember the tree); a file modified
+    less than a timestamp tick before it makes ``memo_ok`` false (git's racy-clean rule)."""
+    out = Scan(None, skipped=list(walked.skipped), litter=list(walked.litter),
+               walked=walked, memo_ok=walked.plain and bool(started_ns))
+    newest = [0, False]  # the newest mtime, and whether any looked coarse
+    if walked.top is not None:
+        out.root = _build_dir(walked.top, out, state, cache_objects, newest)
+    elif walked.file is not None:
+        dev, row = walked.file
+        out.root = _build_file(walked.rel, walked.path, dev, row, out, state, cache_objects,
+                               newest)
+    if newest[0] >= started_ns - (COARSE_WINDOW_NS if newest[1] else FINE_WINDOW_NS):
+        out.memo_ok = False
     return out
-
-
-def _scan_dir(path: str, rel: str, out: Scan, state: StatCache, objs: str) -> DirNode:
+def _build_dir(d: WalkDir, out: Scan, state: StatCache, objs: str, newest: list) -> DirNode:
     node = DirNode()
-    try:
-        entries = list(os.scandir(path))
-    except OSError as exc:
-        raise from_oserror(exc, rel, "list directory") from exc
-    for entry in entries:
-        name = entry.name
-        if name.startswith(TMP_MARK):
-            out.litter.append(entry.path)
-            continue
-        child_rel = f"{rel}/{name}"
-        if (name[0] == "." or "~" in name or "\\" in name or "\n" in name or "\r" in name
-                ) and check_name_problem(name):
-            out.skipped.append((child_rel, "reserved or unportable name"))
-        elif entry.is_dir(follow_symlinks=False):
-            node.children[name] = _scan_dir(entry.path, child_rel, out, state, objs)
-        else:
-            st = entry.stat(follow_symlinks=False)
-            child = _scan_file(entry.path, child_rel, st, out, state, objs)
-            if child is not None:
-                node.children[name] = child
+    children = node.children
+    for row in d.rows:
+        child = _build_file(f"{d.rel}/{row[0]}", f"{d.path}/{row[0]}", d.dev, row, out, state,
+                            objs, newest)
+        if child is not None:
+            children[row[0]] = child
+    for sub in d.dirs:
+        children[sub.name] = _build_dir(sub, out, state, objs, newest)
     return node
 
 
-def _scan_file(path: str, rel: str, st: os.stat_result, out: Scan, state: StatCache,
-               objs: str) -> FileNode | None:
-    if stat.S_ISLNK(st.st_mode):
-        return _cache_link(path, rel, out, objs)
-    if not stat.S_ISREG(st.st_mode):
+def _build_file(rel: str, path: str, dev: int, row: Row, out: Scan, state: StatCache,
+                objs: str, newest: list) -> FileNode | None:
+    _, mode, ino, size, mtime, ctime = row
+    if not stat.S_ISREG(mode):
+        out.memo_ok = False
+        if stat.S_ISLNK(mode):
+            return _cache_link(path, rel, out, objs)
         out.skipped.append((rel, "not a regular file"))
         return None
-    node = FileNode(b"", st.st_size, bool(st.st_mode & 0o100))
+    if mtime > newest[0]:
+        newest[0] = mtime
+    if mtime % 1_000_000 == 0:
+        newest[1] = True
+    node = FileNode(b"", size, bool(mode & 0o100))
     out.seen.add(rel)
-    digest = state.get(rel, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
-                             st.st_ctime_ns))
+    key = (dev, ino, size, mtime, ctime)
+    digest = state.get(rel, key)
     if digest is None:
-        out.todo.append((rel, path, node))
+        out.todo.append((rel, path, node, key))
     else:
         node.digest = digest
     return node
@@ -142,10 +153,12 @@ def resolve(scan_: Scan, *, store: ObjectStore | None, state: StatCache, started
     """
     if not scan_.todo:
         return []
-    paths = [abs_path for _, abs_path, _ in scan_.todo]
+    paths = [abs_path for _, abs_path, _, _ in scan_.todo]
     results: list[Stored] = hash_files(paths, store=store, jobs=jobs, progress=progress)
     hashed = []
-    for (rel, _, node), res in zip(scan_.todo, results, strict=True):
+    for (rel, _, node, key), res in zip(scan_.todo, results, strict=True):
+        if res.stat != key:  # changed since the walk: its id is not the walk's file's
+            scan_.memo_ok = False
         node.digest, node.size = res.digest, res.size
         node.executable = res.executable and track_exec
         state.put(rel, res.stat, res.digest, started_ns)

@@ -77,7 +77,8 @@ class Worktree(RepoCore):
         publish(self.store, jobs=self.jobs)
         results = []
         for rel, root, _, hashed, scan in staged:
-            state.retain_under(rel, scan.seen)
+            if not scan.shallow:
+                state.retain_under(rel, scan.seen)
             results.append(self._write_pointer(rel, root, hashed, scan.skipped))
             if not stored_any:  # the cache is as the memo's stamp saw it, and holds it all
                 memo.put(_memo_key(root), 0)
@@ -93,7 +94,11 @@ class Worktree(RepoCore):
         memo says the cache holds all of that tree, there is nothing to check or store (a
         re-add of unchanged data does not list the cache)."""
         started = now_ns()
-        scan = self._scan(rel, state, locked=True)
+        walked = self._walk(rel, state)
+        known = self._known_tree(rel, walked, state) if memo is not None else None
+        if known is not None and memo is not None and memo.get(_memo_key(known)) == 0:
+            return rel, known, [], 0, tree.Scan(known, shallow=True)
+        scan = self._scan(rel, state, locked=True, started_ns=started, walked=walked)
         root = tree.require(scan.root, rel)
         hashed = len(scan.todo)
         for path, reason in scan.skipped:
@@ -107,11 +112,11 @@ class Worktree(RepoCore):
         finally:
             self.reporter.end()
         if not hashed and memo is not None:
-            tree.finish(root, store=None, where=rel)
+            self._finish(rel, scan, state)
             if memo.get(_memo_key(root)) == 0:
                 return rel, root, stored, hashed, scan
         stored += self._ensure_objects(rel, root, just_stored=self.store.pending_digests())
-        tree.finish(root, store=self.store, where=rel)
+        self._finish(rel, scan, state, self.store)
         return rel, root, stored, hashed, scan
 
     def _ensure_objects(self, rel: str, root: tree.Node, *,
@@ -292,10 +297,17 @@ class Worktree(RepoCore):
     def _status_one(self, rel: str, state: StatCache, memo: PresenceMemo) -> TargetStatus:
         pointer = self.read_pointer(rel)
         pointer_rel = manifest.pointer_path(rel)
-        scan = self._scan_hashed(rel, state, locked=False)
+        walked = self._walk(rel, state)
+        known = self._known_tree(rel, walked, state)
+        if (known is not None and known.digest == pointer.oid.digest
+                and tree.root_kind(known) == pointer.kind):
+            missing = memo.get(_memo_key(known))
+            if missing is not None:  # neither the data nor the cache changed since
+                return TargetStatus(rel, pointer_rel, "clean", not_in_cache=missing)
+        scan = self._scan_hashed(rel, state, locked=False, walked=walked)
         if scan.root is None:
             return TargetStatus(rel, pointer_rel, "deleted")
-        tree.finish(scan.root, store=None, where=rel)
+        self._finish(rel, scan, state)
         if scan.root.digest == pointer.oid.digest and tree.root_kind(scan.root) == pointer.kind:
             key = _memo_key(scan.root)
             missing = memo.get(key)

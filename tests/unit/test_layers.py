@@ -19,7 +19,7 @@ PKG = Path(datavc.__file__).parent
 
 ORDER = [
     "errors", "crash", "report",  # leaves: exceptions, crash points, the reporter interface
-    "hashing", "paths", "fsutil", "lock", "pack",
+    "hashing", "paths", "fsutil", "lock", "pack", "walk",
     "objects", "listing", "manifest",
     "state", "parallel", "tree", "treediff", "merge", "reader", "gc", "fsck",
     "links", "workspace",

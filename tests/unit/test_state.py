@@ -284,3 +284,72 @@ def test_no_stamp_on_a_file_system_that_may_not_keep_directory_mtimes(tmp_path, 
     assert state.fanout_stamp(str(objs), time.time_ns()) is None
     monkeypatch.setattr(state, "file_system_type", lambda path: "ext4")
     assert state.fanout_stamp(str(objs), time.time_ns()) is not None
+
+
+FP = b"\x01" * 16
+
+
+def test_tree_memo_round_trip(cache):
+    assert cache.known_tree("data", FP) is None and cache.last_files("data") == 0
+    cache.remember_tree("data", FP, "dir", D, 123, 4)
+    assert cache.known_tree("data", FP) == ("dir", D, 123, 4)
+    assert cache.known_tree("data", b"\x02" * 16) is None  # another walk
+    assert cache.known_tree("other", FP) is None
+    cache.save()
+    loaded = StatCache.load(cache.path)
+    assert loaded.known_tree("data", FP) == ("dir", D, 123, 4)
+    assert loaded.last_files("data") == 4
+    assert not loaded.dirty
+    loaded.remember_tree("data", FP, "dir", D, 123, 4)  # the same row: nothing to write
+    assert not loaded.dirty
+
+
+def test_the_tree_memo_does_not_read_the_per_file_entries(cache, capsys):
+    cache.remember_tree("data", FP, "file", D, 1, 1)
+    cache.save()
+    _write(cache.path, b"garbage")  # would warn if read
+    loaded = StatCache.load(cache.path)
+    assert loaded.known_tree("data", FP) == ("file", D, 1, 1)
+    loaded.save()
+    assert capsys.readouterr().err == ""
+    assert loaded.get("a", key()) is None  # first use: read now, and warned about
+    assert "warning" in capsys.readouterr().err
+
+
+def test_the_tree_memo_keeps_a_bounded_number_of_trees(cache, monkeypatch):
+    monkeypatch.setattr(state, "MAX_TREES", 3)
+    for i in range(5):
+        cache.remember_tree(f"t{i}", FP, "dir", D, i, i)
+    cache.remember_tree("t2", FP, "dir", D, 2, 2)  # unchanged: keeps its place
+    cache.remember_tree("t3", FP, "dir", D, 9, 9)  # changed: becomes the newest
+    cache.save()
+    loaded = StatCache.load(cache.path)
+    assert [t for t in ("t0", "t1", "t2", "t3", "t4") if loaded.last_files(t)] == ["t2", "t3",
+                                                                                     "t4"]
+
+
+@pytest.mark.parametrize("content", [
+    b"", b"\xff\xff", msgpack.packb([1]), msgpack.packb({"v": 2, "trees": {}}),
+    msgpack.packb({"v": 1, "trees": [1]}),
+    msgpack.packb({"v": 1, "trees": {"data": [FP, "dir", D, 1]}}),  # too short
+    msgpack.packb({"v": 1, "trees": {"data": [b"short", "dir", D, 1, 1]}}, use_bin_type=True),
+    msgpack.packb({"v": 1, "trees": {"data": [FP, "link", D, 1, 1]}}, use_bin_type=True),
+    msgpack.packb({"v": 1, "trees": {"data": [FP, "dir", b"x", 1, 1]}}, use_bin_type=True),
+    msgpack.packb({"v": 1, "trees": {"data": [FP, "dir", D, -1, 1]}}, use_bin_type=True),
+    msgpack.packb({"v": 1, "trees": {"data": [FP, "dir", D, 1, "1"]}}, use_bin_type=True),
+    msgpack.packb({"v": 1, "trees": {7: [FP, "dir", D, 1, 1]}}, use_bin_type=True),
+])
+def test_a_hostile_tree_memo_is_never_trusted(cache, content):
+    _write(cache.trees_path, content)
+    loaded = StatCache.load(cache.path)
+    assert loaded.known_tree("data", FP) is None
+    loaded.remember_tree("data", FP, "dir", D, 5, 5)
+    loaded.save()  # and is replaced by a sound one
+    assert StatCache.load(cache.path).known_tree("data", FP) == ("dir", D, 5, 5)
+
+
+def test_tree_memo_keeps_paths_that_are_not_utf8(cache):
+    rel = os.fsdecode(b"data/\xff")
+    cache.remember_tree(rel, FP, "dir", D, 1, 1)
+    cache.save()
+    assert StatCache.load(cache.path).known_tree(rel, FP) == ("dir", D, 1, 1)

@@ -108,7 +108,7 @@ def test_stat_cache_avoids_rehashing(ws, state):
     assert scan.todo == []
     (ws / "d/t/d").write_text("new content")
     scan = tree.scan(str(ws), "d", state, "")
-    assert [rel for rel, _, _ in scan.todo] == ["d/t/d"]
+    assert [rel for rel, _, _, _ in scan.todo] == ["d/t/d"]
 
 
 def test_racily_new_files_are_hashed_again(ws, state):
@@ -196,3 +196,25 @@ def test_finish_without_store_writes_nothing(ws, state, store):
 def test_dirnode_defaults():
     node = DirNode()
     assert (node.children, node.size, node.nfiles, node.digest) == ({}, 0, 0, b"")
+
+
+def test_memo_ok_only_for_plain_settled_trees_hashed_as_walked(ws, state):
+    gen(ws, {"d": SPEC})
+    _age(ws)
+    now = time.time_ns()
+    assert not tree.scan(str(ws), "d", state, "").memo_ok  # no start time: never remembered
+    scan = tree.scan(str(ws), "d", state, "", started_ns=now)
+    assert scan.memo_ok and scan.walked is not None
+    tree.resolve(scan, store=None, state=state, started_ns=now, jobs=1)
+    assert scan.memo_ok
+    (ws / "d/t/d").write_text("new")  # written now: racily new
+    assert not tree.scan(str(ws), "d", state, "", started_ns=time.time_ns()).memo_ok
+    _age(ws)
+    scan = tree.scan(str(ws), "d", state, "", started_ns=time.time_ns())
+    assert scan.memo_ok and scan.todo  # ageing moved every ctime: all hashed again
+    (ws / "d/t/d").write_text("changed between the walk and the hashing")
+    _age(ws)
+    tree.resolve(scan, store=None, state=state, started_ns=time.time_ns(), jobs=1)
+    assert not scan.memo_ok
+    os.symlink("a.txt", ws / "d/link")
+    assert not tree.scan(str(ws), "d", state, "", started_ns=time.time_ns()).memo_ok

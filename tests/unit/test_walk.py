@@ -1,0 +1,168 @@
+"""datavc.walk: one lstat pass over a work-tree path, its fingerprint, and the two-process
+walk of big trees (which must see exactly what one process sees)."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import stat
+from pathlib import Path
+
+import pytest
+
+from datavc import walk as walk_mod
+from datavc.errors import DatavcError
+from datavc.fsutil import TMP_MARK
+from datavc.walk import PARALLEL_MIN_FILES, walk
+
+SALT = b"test"
+
+
+def flat(w: walk_mod.Walk) -> dict[str, tuple]:
+    """Every row of a walk by relative path (directories too), order aside."""
+    out: dict[str, tuple] = {}
+    stack = [w.top] if w.top else []
+    while stack:
+        d = stack.pop()
+        out[d.rel] = ("dir", d.dev)
+        for row in d.rows:
+            out[f"{d.rel}/{row[0]}"] = row
+        stack.extend(d.dirs)
+    return out
+
+
+def make(tmp_path: Path) -> Path:
+    for rel in ["d/a.txt", "d/s1/b.txt", "d/s1/deep/c.txt", "d/s2/e.txt", "d/s3/f.txt"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(rel)
+    return tmp_path
+
+
+def test_walk_sees_every_entry_with_its_stat(tmp_path):
+    make(tmp_path)
+    os.symlink("a.txt", tmp_path / "d/link")
+    w = walk(str(tmp_path), "d")
+    rows = flat(w)
+    assert set(rows) == {"d", "d/a.txt", "d/link", "d/s1", "d/s1/b.txt", "d/s1/deep",
+                         "d/s1/deep/c.txt", "d/s2", "d/s2/e.txt", "d/s3", "d/s3/f.txt"}
+    st = os.lstat(tmp_path / "d/s1/b.txt")
+    assert rows["d/s1/b.txt"] == ("b.txt", st.st_mode, st.st_ino, st.st_size,
+                                  st.st_mtime_ns, st.st_ctime_ns)
+    assert stat.S_ISLNK(rows["d/link"][1])  # a symlink is a row, never followed
+    assert w.plain and w.file is None
+
+
+def test_walk_of_a_file_and_of_nothing(tmp_path):
+    (tmp_path / "m.bin").write_bytes(b"xyz")
+    w = walk(str(tmp_path), "m.bin")
+    assert w.top is None and w.file is not None and w.file[1][0] == "m.bin"
+    assert w.file[1][3] == 3
+    gone = walk(str(tmp_path), "absent")
+    assert gone.top is None and gone.file is None
+
+
+def test_walk_sets_aside_litter_and_reserved_names_without_going_in(tmp_path):
+    make(tmp_path)
+    (tmp_path / f"d/{TMP_MARK}123").write_text("half")
+    (tmp_path / "d/s2/.git").mkdir()
+    (tmp_path / "d/s2/.git/huge").write_text("never listed")
+    w = walk(str(tmp_path), "d")
+    assert w.litter == [f"{tmp_path}/d/{TMP_MARK}123"]
+    assert w.skipped == [("d/s2/.git", "reserved or unportable name")]
+    assert not w.plain
+    assert "d/s2/.git/huge" not in flat(w)
+
+
+def test_fingerprint_is_stable_and_moves_with_every_change(tmp_path):
+    make(tmp_path)
+    first = walk(str(tmp_path), "d").fingerprint(SALT)
+    assert walk(str(tmp_path), "d").fingerprint(SALT) == first
+    assert walk(str(tmp_path), "d").fingerprint(b"other") != first
+    seen = {first}
+    changes = [
+        lambda: (tmp_path / "d/a.txt").write_text("d/a.tx!"),  # same size
+        lambda: (tmp_path / "d/s1/deep/c.txt").chmod(0o755),
+        lambda: (tmp_path / "d/s1/deep/new").write_text(""),
+        lambda: (tmp_path / "d/s3/empty").mkdir(),
+        lambda: (tmp_path / "d/s2/e.txt").rename(tmp_path / "d/s3/e.txt"),
+        lambda: (tmp_path / "d/s1/b.txt").unlink(),
+    ]
+    for change in changes:
+        change()
+        fp = walk(str(tmp_path), "d").fingerprint(SALT)
+        assert fp not in seen
+        seen.add(fp)
+
+
+def test_fingerprint_sees_a_rewrite_that_keeps_size_and_mtime(tmp_path):
+    make(tmp_path)
+    a = tmp_path / "d/a.txt"
+    before = walk(str(tmp_path), "d").fingerprint(SALT)
+    st = a.stat()
+    a.write_text("D/A.TXT")
+    os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert walk(str(tmp_path), "d").fingerprint(SALT) != before  # the ctime moved
+
+
+def big_tree(tmp_path: Path) -> Path:
+    # one directory on top (the split goes down to the first level with several), uneven
+    for i in range(7):
+        for j in range(i + 1):
+            p = tmp_path / f"top/only/s{i}/f{j}"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(str(j))
+    (tmp_path / "top/only/s3/inner").mkdir()
+    (tmp_path / "top/only/s3/inner/x").write_text("x")
+    (tmp_path / "top/rootfile").write_text("r")
+    return tmp_path
+
+
+def test_two_processes_see_what_one_sees(tmp_path):
+    big_tree(tmp_path)
+    (tmp_path / f"top/only/s5/{TMP_MARK}9").write_text("litter in the child's share")
+    one = walk(str(tmp_path), "top")
+    two = walk(str(tmp_path), "top", jobs=2, expect_files=PARALLEL_MIN_FILES)
+    assert flat(one) == flat(two)
+    assert sorted(one.litter) == sorted(two.litter) and len(two.litter) == 1
+    assert one.fingerprint(SALT) == two.fingerprint(SALT)
+
+
+def test_a_failing_child_leaves_the_walk_to_the_parent(tmp_path, monkeypatch):
+    big_tree(tmp_path)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the child cannot send")
+
+    monkeypatch.setattr(pickle, "dumps", broken)  # the child's copy fails; the parent's unused
+    one = walk(str(tmp_path), "top")
+    two = walk(str(tmp_path), "top", jobs=2, expect_files=PARALLEL_MIN_FILES)
+    assert flat(one) == flat(two)
+
+
+def test_an_error_in_the_childs_share_reaches_the_caller(tmp_path, monkeypatch):
+    big_tree(tmp_path)
+    real_open = os.open
+
+    def no_s1(path, *args, **kwargs):
+        if str(path).endswith("/s1"):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_s1)
+    with pytest.raises(DatavcError, match="top/only/s1"):
+        walk(str(tmp_path), "top", jobs=2, expect_files=PARALLEL_MIN_FILES)
+    with pytest.raises(DatavcError, match="top/only/s1"):
+        walk(str(tmp_path), "top")
+
+
+def test_small_trees_and_threads_stay_in_one_process(tmp_path, monkeypatch):
+    big_tree(tmp_path)
+
+    def no_fork() -> int:
+        raise AssertionError("forked")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    walk(str(tmp_path), "top", jobs=2, expect_files=PARALLEL_MIN_FILES - 1)
+    walk(str(tmp_path), "top", jobs=1, expect_files=PARALLEL_MIN_FILES)
+    monkeypatch.setattr(walk_mod.threading, "active_count", lambda: 2)
+    walk(str(tmp_path), "top", jobs=2, expect_files=PARALLEL_MIN_FILES)
