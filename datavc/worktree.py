@@ -96,7 +96,7 @@ class Worktree(RepoCore):
         started = now_ns()
         walked = self._walk(rel, state)
         known = self._known_tree(rel, walked, state) if memo is not None else None
-        if known is not None and memo is not None and memo.get(_memo_key(known)) == 0:
+        if known is not None and memo is not None and self._missing(rel, known, memo) == 0:
             return rel, known, [], 0, tree.Scan(known, shallow=True)
         scan = self._scan(rel, state, locked=True, started_ns=started, walked=walked)
         root = tree.require(scan.root, rel)
@@ -301,23 +301,16 @@ class Worktree(RepoCore):
         known = self._known_tree(rel, walked, state)
         if (known is not None and known.digest == pointer.oid.digest
                 and tree.root_kind(known) == pointer.kind):
-            missing = memo.get(_memo_key(known))
-            if missing is not None:  # neither the data nor the cache changed since
+            missing = self._missing(rel, known, memo)
+            if missing is not None:
                 return TargetStatus(rel, pointer_rel, "clean", not_in_cache=missing)
         scan = self._scan_hashed(rel, state, locked=False, walked=walked)
         if scan.root is None:
             return TargetStatus(rel, pointer_rel, "deleted")
         self._finish(rel, scan, state)
         if scan.root.digest == pointer.oid.digest and tree.root_kind(scan.root) == pointer.kind:
-            key = _memo_key(scan.root)
-            missing = memo.get(key)
-            if missing is None:
-                files = tree.file_digests(scan.root)
-                listings = [n.digest for _, n in tree.walk_dirs(scan.root, rel)]
-                present = self.store.present_digests(set(files) | set(listings))
-                missing = sum(1 for d in files + listings if d not in present)
-                memo.put(key, missing)
-            return TargetStatus(rel, pointer_rel, "clean", not_in_cache=missing)
+            return TargetStatus(rel, pointer_rel, "clean",
+                                not_in_cache=self._missing(rel, scan.root, memo))
         old = Ref(pointer.kind, pointer.oid.digest, pointer.size)
         try:
             changes = list(diff(self.store, rel, old, scan.root,
@@ -326,6 +319,28 @@ class Worktree(RepoCore):
         except ObjectMissingError:
             return TargetStatus(rel, pointer_rel, "not-in-cache")
         return TargetStatus(rel, pointer_rel, "modified" if changes else "clean", changes)
+
+    def _missing(self, rel: str, root: tree.Node, memo: PresenceMemo) -> int | None:
+        """How many objects of the tree ``root`` (files and listings) the cache lacks: from
+        the presence memo, else counted and remembered there. A ``shallow`` root (the tree
+        memo's, without children) is read back from its listings; None when one of those
+        cannot be read (the caller then builds the tree from the workspace)."""
+        key = _memo_key(root)
+        missing = memo.get(key)
+        if missing is not None:  # no object came or went since it was counted
+            return missing
+        if isinstance(root, tree.DirNode) and not root.children and root.nfiles:
+            try:
+                root = tree.load(self.store, root.digest, kind=listing.DIR, size=root.size,
+                                 nfiles=root.nfiles)
+            except DatavcError:
+                return None
+        files = tree.file_digests(root)
+        listings = [n.digest for _, n in tree.walk_dirs(root, rel)]
+        present = self.store.present_digests(set(files) | set(listings))
+        missing = sum(1 for d in files + listings if d not in present)
+        memo.put(key, missing)
+        return missing
 
     # -------------------------------------------------------------- commit
 

@@ -179,6 +179,7 @@ def test_status_detects_same_size_same_mtime_edit(tracked, run):
 
 def test_status_of_corrupt_state_file_is_a_warning(tracked, run):
     (tracked / STATE).write_bytes(b"\xc1garbage")
+    (tracked / STATE).with_name("trees").unlink(missing_ok=True)  # else the memo answers
     r = ok(run("status"))
     assert "up to date" in r.out
     assert "ignoring unreadable stat cache" in r.err
