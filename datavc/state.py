@@ -133,10 +133,10 @@ class StatCache:
             return None
         return hit[1], hit[2], hit[3], hit[4]
 
-    def last_files(self, rel: str) -> int:
-        """How many files the tree at ``rel`` held when last remembered (0: unknown)."""
+    def last_files(self, rel: str) -> int | None:
+        """How many files the tree at ``rel`` held when last remembered (None: unknown)."""
         hit = self._trees.get(rel)
-        return hit[4] if hit is not None else 0
+        return hit[4] if hit is not None else None
 
     def remember_tree(self, rel: str, fingerprint: bytes, kind: str, digest: bytes,
                       size: int, nfiles: int) -> None:

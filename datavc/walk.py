@@ -77,15 +77,18 @@ class Walk:
 
 
 PARALLEL_MIN_FILES = 20_000  # below this, a second process costs more than it saves
+PARALLEL_MIN_DIRS = 16  # for a tree of unknown size: enough directories to share
 
 
-def walk(root: str, rel: str, *, jobs: int = 1, expect_files: int = 0) -> Walk:
+def walk(root: str, rel: str, *, jobs: int = 1, expect_files: int | None = None) -> Walk:
     """Walk work-tree path ``rel`` below ``root``: one ``lstat`` per entry.
 
-    With ``jobs`` > 1 and ``expect_files`` (how many files the tree held last time) at
-    least PARALLEL_MIN_FILES, a forked process walks half of the subdirectories: on a warm
-    cache the ``lstat`` calls are most of the time, and two processes halve it (threads do
-    not: the per-entry Python work holds the GIL)."""
+    With ``jobs`` > 1, a forked process walks half of the subdirectories (on a warm cache
+    the ``lstat`` calls are most of the time, and two processes halve it; threads do not,
+    as the per-entry Python work holds the GIL; cold, the two overlap their reads) when
+    ``expect_files`` (how many files the tree held last time) is at least
+    PARALLEL_MIN_FILES or, unknown (None), when the first level with several
+    subdirectories has PARALLEL_MIN_DIRS of them."""
     path = os.path.join(root, rel)
     out = Walk(rel, path)
     try:
@@ -96,10 +99,11 @@ def walk(root: str, rel: str, *, jobs: int = 1, expect_files: int = 0) -> Walk:
         raise from_oserror(exc, rel, "read") from exc
     if stat.S_ISDIR(st.st_mode):
         out.top = WalkDir(os.path.basename(rel), path, rel, st.st_dev)
-        if jobs > 1 and expect_files >= PARALLEL_MIN_FILES and _can_fork():
-            _walk_split(out.top, out)
-        else:
+        if jobs < 2 or not _can_fork() or (expect_files is not None
+                                            and expect_files < PARALLEL_MIN_FILES):
             _walk_dir(out.top, out)
+        else:
+            _walk_split(out.top, out, 2 if expect_files is not None else PARALLEL_MIN_DIRS)
     else:
         out.file = (st.st_dev, (os.path.basename(rel), st.st_mode, st.st_ino, st.st_size,
                                 st.st_mtime_ns, st.st_ctime_ns))
@@ -151,15 +155,17 @@ def _can_fork() -> bool:
     return sys.platform == "linux" and threading.active_count() == 1
 
 
-def _walk_split(top: WalkDir, out: Walk) -> None:
+def _walk_split(top: WalkDir, out: Walk, min_dirs: int) -> None:
     """Walk ``top`` in two processes: down to the first level with two or more
-    subdirectories, then every other one of those in a forked child, which sends back its
-    rows. Should the child fail, the parent walks its share itself (and meets the same
-    error, if any)."""
+    subdirectories and, if it has ``min_dirs`` or more, every other one of those in a
+    forked child, which sends back its rows. Should the child fail, the parent walks its
+    share itself (and meets the same error, if any)."""
     level = _list_dir(top, out)
     while len(level) == 1:
         level = _list_dir(level[0], out)
-    if len(level) < 2:
+    if len(level) < min_dirs:
+        for node in level:
+            _walk_dir(node, out)
         return
     mine, theirs = level[0::2], level[1::2]
     read_end, write_end = os.pipe()

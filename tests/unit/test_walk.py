@@ -13,7 +13,7 @@ import pytest
 from datavc import walk as walk_mod
 from datavc.errors import DatavcError
 from datavc.fsutil import TMP_MARK
-from datavc.walk import PARALLEL_MIN_FILES, walk
+from datavc.walk import PARALLEL_MIN_DIRS, PARALLEL_MIN_FILES, walk
 
 SALT = b"test"
 
@@ -163,6 +163,24 @@ def test_small_trees_and_threads_stay_in_one_process(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "fork", no_fork)
     walk(str(tmp_path), "top", jobs=2, expect_files=PARALLEL_MIN_FILES - 1)
+    walk(str(tmp_path), "top", jobs=2)  # size unknown, and 7 directories to share
     walk(str(tmp_path), "top", jobs=1, expect_files=PARALLEL_MIN_FILES)
     monkeypatch.setattr(walk_mod.threading, "active_count", lambda: 2)
     walk(str(tmp_path), "top", jobs=2, expect_files=PARALLEL_MIN_FILES)
+
+
+def test_a_tree_of_unknown_size_is_shared_when_it_has_many_directories(tmp_path, monkeypatch):
+    for i in range(PARALLEL_MIN_DIRS):
+        (tmp_path / f"top/s{i:02d}").mkdir(parents=True)
+        (tmp_path / f"top/s{i:02d}/f").write_text(str(i))
+    forks = []
+    real_fork = os.fork
+
+    def counting_fork() -> int:
+        forks.append(1)
+        return real_fork()
+
+    monkeypatch.setattr(os, "fork", counting_fork)
+    two = walk(str(tmp_path), "top", jobs=2)
+    assert forks == [1]
+    assert flat(two) == flat(walk(str(tmp_path), "top"))
