@@ -13,6 +13,7 @@ import errno
 import functools
 import itertools
 import os
+import signal
 import stat
 from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO
@@ -107,6 +108,14 @@ def read_limited(f: BinaryIO, limit: int) -> bytes:
 _PIECE = 1 << 20
 
 @functools.cache
+def die_with_parent() -> None:
+    """In a child process: be killed when the parent dies (Linux ``PR_SET_PDEATHSIG``; a
+    no-op elsewhere). The caller checks ``os.getppid()`` afterwards: the parent may have
+    died before this took effect."""
+    with contextlib.suppress(Exception):
+        libc().prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def libc() -> Any:
     """The C library the interpreter runs on, through ctypes; None where it cannot be
     loaded. Loaded on first use (a command that needs none of it never imports ctypes), and

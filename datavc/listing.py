@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import msgpack
 
@@ -76,6 +76,33 @@ def decode(data: bytes, *, where: str) -> list[Entry]:
     if encode(rows) != data:
         raise InvalidInputError(f"listing {where} is not in canonical encoding")
     return entries
+
+
+def decode_refs(data: bytes, *, where: str) -> list[tuple[Kind, bytes, int, int]]:
+    """The (kind, digest, size, nfiles) of each entry of a listing, for walks that need
+    only the ids below it (counting what the cache holds): the header, each entry's kind,
+    id and counts, and the canonical encoding are checked; names are not decoded or
+    validated, as nothing is written under them."""
+    try:
+        top = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True,
+                              max_bin_len=1 << 16, max_str_len=1 << 16,
+                              max_array_len=MAX_ENTRIES, max_map_len=0)
+    except Exception as exc:  # msgpack raises several unrelated types for bad input
+        raise InvalidInputError(f"listing {where} is not valid msgpack: {exc}") from None
+    rows = _check_header(top, where)
+    out = []
+    for row in rows:
+        if not (isinstance(row, list) and len(row) == 6):
+            raise InvalidInputError(f"listing {where}: malformed entry {row!r:.80}")
+        _, kind, digest, size, _, nfiles = row
+        if (kind not in (FILE, DIR) or not (isinstance(digest, bytes)
+                                            and len(digest) == DIGEST_SIZE)
+                or not (_is_count(size) and _is_count(nfiles))):
+            raise InvalidInputError(f"listing {where}: malformed entry {row!r:.80}")
+        out.append((cast(Kind, kind), digest, cast(int, size), cast(int, nfiles)))
+    if encode(rows) != data:
+        raise InvalidInputError(f"listing {where} is not in canonical encoding")
+    return out
 
 
 def _check_header(top: object, where: str) -> list[list[object]]:

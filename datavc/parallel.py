@@ -108,7 +108,7 @@ def _worker_signals(owner: int) -> None:
     lock.close_inherited()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _die_with_parent()
+    fsutil.die_with_parent()
     if os.getppid() != parent:  # the parent died before the line above took effect
         os._exit(1)
     import threading
@@ -136,11 +136,6 @@ def _exit_with(owner: int) -> None:
                 break
             time.sleep(1)
     os._exit(1)
-
-
-def _die_with_parent() -> None:
-    with contextlib.suppress(Exception):  # Linux only; elsewhere orphans exit on EOF
-        fsutil.libc().prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 MIN_MEAN_FOR_THREADS = 64 << 10

@@ -308,11 +308,14 @@ class Pipelines(Maintenance):
 
     def _content_id(self, rel: str, state: StatCache) -> Oid | None:
         self.target(os.path.join(self.root, rel))  # refuses symlinked parents
-        scan = self._scan_hashed(rel, state, locked=True)
+        walked = self._walk(rel, state)
+        known = self._known_tree(rel, walked, state)
+        if known is not None:  # nothing under it changed since its id was computed
+            return Oid(known.digest)
+        scan = self._scan_hashed(rel, state, locked=True, walked=walked)
         if scan.root is None:
             return None
-        tree.finish(scan.root, store=None, where=rel)
-        return Oid(scan.root.digest)
+        return Oid(self._finish(rel, scan, state).digest)
 
     @staticmethod
     def _reasons(stage: Stage, old: StageLock | None, now: _Now) -> list[Reason]:

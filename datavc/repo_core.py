@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Self
@@ -32,12 +33,15 @@ from .parallel import default_jobs, publish
 from .paths import split_relpath
 from .report import Reporter
 from .results import TargetStatus
-from .state import PresenceMemo, StatCache, fanout_stamp, now_ns
+from .state import PresenceMemo, StatCache, fanout_stamp
 from .treediff import Budget
 from .walk import Walk, walk
 
 DATAVC_DIR = ".datavc"
 GITIGNORE = "/cache/\n/tmp/\n/state/\n/config.local.toml\n"
+
+
+TREE_RULES = 1  # how a walk becomes a tree (names set aside, case and Unicode checks)
 
 
 class RepoCore:
@@ -153,7 +157,8 @@ class RepoCore:
     def _scan_hashed(self, rel: str, state: StatCache, *, locked: bool,
                      walked: Walk | None = None) -> tree.Scan:
         """Scan ``rel`` and hash what the stat cache does not know (nothing stored)."""
-        started = now_ns()
+        walked = walked or self._walk(rel, state)
+        started = walked.started_ns
         scan = self._scan(rel, state, locked=locked, started_ns=started, walked=walked)
         tree.resolve(scan, store=None, state=state, started_ns=started, jobs=self.jobs,
                      track_exec=self._tracks_exec)
@@ -166,7 +171,8 @@ class RepoCore:
     @property
     def _memo_salt(self) -> bytes:
         """What a tree's id depends on besides its walk: the format, the executable bits."""
-        return f"datavc tree memo {listing.VERSION} exec={int(self._tracks_exec)}".encode()
+        return (f"datavc tree memo {TREE_RULES} listing {listing.VERSION} unicode "
+                f"{unicodedata.unidata_version} exec={int(self._tracks_exec)}").encode()
 
     def _known_tree(self, rel: str, walked: Walk, state: StatCache) -> tree.Node | None:
         """The tree memo's answer for a walk: a root with its id and no children, or None
@@ -177,6 +183,9 @@ class RepoCore:
         if hit is None:
             return None
         kind, digest, size, nfiles = hit
+        if (kind == listing.DIR) != (walked.top is not None) or (walked.top is None
+                                                                  and walked.file is None):
+            return None  # a row that does not fit what is there now
         if kind == listing.DIR:
             return tree.DirNode(digest=digest, size=size, nfiles=nfiles)
         return tree.FileNode(digest, size)

@@ -55,7 +55,7 @@ class StatCache:
     def load(cls, path: str) -> StatCache:
         cache = cls(path)
         cache._loaded = None  # read on first use
-        cache._trees = _load_trees(cache.trees_path)
+        cache._trees = _load_trees(cache.trees_path, path)
         return cache
 
     @property
@@ -158,20 +158,36 @@ class StatCache:
             doc = {"v": VERSION, "entries": {_key(p): row for p, row in self._entries.items()}}
             fsutil.atomic_write(self.path, msgpack.packb(doc, use_bin_type=True), hook="state")
             self._dirty = False
+            if self._trees:  # the memo names the stat file it goes with
+                self._trees_dirty = True
         if self._trees_dirty:
             trees = {_key(p): list(row) for p, row in self._trees.items()}
-            fsutil.atomic_write(self.trees_path, msgpack.packb(
-                {"v": TREES_VERSION, "trees": trees}, use_bin_type=True), hook="state")
+            doc = {"v": TREES_VERSION, "stat": _identity(self.path), "trees": trees}
+            fsutil.atomic_write(self.trees_path, msgpack.packb(doc, use_bin_type=True),
+                                hook="state")
             self._trees_dirty = False
 
 
-def _load_trees(path: str) -> dict[str, tuple[bytes, str, bytes, int, int]]:
-    """The tree memo's rows; a row of the wrong shape is dropped, never trusted."""
+def _identity(path: str) -> list[int] | None:
+    """(inode, size, mtime_ns) of a file, None when it is absent or unreadable."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_ino, st.st_size, st.st_mtime_ns]
+
+
+def _load_trees(path: str, stat_path: str) -> dict[str, tuple[bytes, str, bytes, int, int]]:
+    """The tree memo's rows, if it was saved with the stat file as it is now (deleting,
+    replacing or damaging the stat cache makes everything be looked at again); a row of
+    the wrong shape is dropped, never trusted."""
     try:
         with open(path, "rb") as f:
             doc = msgpack.unpackb(fsutil.read_limited(f, 64 << 20), raw=False,
                                   strict_map_key=False)
         if doc.get("v") != TREES_VERSION or not isinstance(doc.get("trees"), dict):
+            return {}
+        if doc.get("stat") != _identity(stat_path):
             return {}
         out = {}
         for rel, row in doc["trees"].items():
@@ -206,8 +222,6 @@ def now_ns() -> int:
 
 
 PRESENCE_VERSION = 1
-TREES_VERSION = 1
-MAX_TREES = 4096  # remembered trees; the oldest are forgotten first
 _MEMO_ROOTS = 64
 
 

@@ -85,18 +85,19 @@ def build(walked: Walk, state: StatCache, cache_objects: str, *, started_ns: int
     if walked.top is not None:
         out.root = _build_dir(walked.top, out, state, cache_objects, newest)
     elif walked.file is not None:
-        dev, row = walked.file
-        out.root = _build_file(walked.rel, walked.path, dev, row, out, state, cache_objects,
+        out.root = _build_file(walked.rel, walked.path, walked.file, out, state, cache_objects,
                                newest)
     if newest[0] >= started_ns - (COARSE_WINDOW_NS if newest[1] else FINE_WINDOW_NS):
         out.memo_ok = False
     return out
+
+
 def _build_dir(d: WalkDir, out: Scan, state: StatCache, objs: str, newest: list) -> DirNode:
     node = DirNode()
     children = node.children
     for row in d.rows:
-        child = _build_file(f"{d.rel}/{row[0]}", f"{d.path}/{row[0]}", d.dev, row, out, state,
-                            objs, newest)
+        child = _build_file(f"{d.rel}/{row[0]}", f"{d.path}/{row[0]}", row, out, state, objs,
+                            newest)
         if child is not None:
             children[row[0]] = child
     for sub in d.dirs:
@@ -104,9 +105,9 @@ def _build_dir(d: WalkDir, out: Scan, state: StatCache, objs: str, newest: list)
     return node
 
 
-def _build_file(rel: str, path: str, dev: int, row: Row, out: Scan, state: StatCache,
-                objs: str, newest: list) -> FileNode | None:
-    _, mode, ino, size, mtime, ctime = row
+def _build_file(rel: str, path: str, row: Row, out: Scan, state: StatCache, objs: str,
+                newest: list) -> FileNode | None:
+    mode, size, mtime = row[1], row[4], row[5]
     if not stat.S_ISREG(mode):
         out.memo_ok = False
         if stat.S_ISLNK(mode):
@@ -119,7 +120,7 @@ def _build_file(rel: str, path: str, dev: int, row: Row, out: Scan, state: StatC
         newest[1] = True
     node = FileNode(b"", size, bool(mode & 0o100))
     out.seen.add(rel)
-    key = (dev, ino, size, mtime, ctime)
+    key: StatKey = row[2:]  # (dev, ino, size, mtime_ns, ctime_ns)
     digest = state.get(rel, key)
     if digest is None:
         out.todo.append((rel, path, node, key))
@@ -293,6 +294,41 @@ def _load_dir(store: ObjectStore, digest: bytes, size: int | None, nfiles: int |
             f"where its parent declares {nfiles} / {size}",
             hint="the manifest or listing was altered; restore it from git")
     return node
+
+
+def stored_ids(store: ObjectStore, digest: bytes, *, size: int, nfiles: int
+               ) -> tuple[list[bytes], list[bytes]]:
+    """The file ids and listing ids of a stored directory tree, read from its listings
+    without building it (:func:`listing.decode_refs`). Bounded as :func:`load` is: every
+    listing's sums must equal what its parent declares, nesting at most MAX_DEPTH."""
+    files: list[bytes] = []
+    listings: list[bytes] = []
+    budget = Budget.for_pointer(nfiles)
+    stack = [(digest, size, nfiles, 0)]
+    while stack:
+        digest, size, nfiles, depth = stack.pop()
+        oid = Oid(digest)
+        if depth > MAX_DEPTH:
+            raise InvalidInputError(f"listing {oid} is nested deeper than {MAX_DEPTH} levels")
+        budget.spend(oid)
+        listings.append(digest)
+        got_size = got_files = 0
+        for kind, child, child_size, child_files in listing.decode_refs(
+                store.read_bytes(oid), where=str(oid)):
+            got_size += child_size
+            got_files += child_files
+            if got_files > nfiles:
+                break
+            if kind == listing.DIR:
+                stack.append((child, child_size, child_files, depth + 1))
+            else:
+                files.append(child)
+        if (got_size, got_files) != (size, nfiles):
+            raise InvalidInputError(
+                f"listing {oid} does not add up: it holds {got_files} files / {got_size} "
+                f"bytes where its parent declares {nfiles} / {size}",
+                hint="the manifest or listing was altered; restore it from git")
+    return files, listings
 
 
 def walk_files(node: Node, prefix: str) -> Iterator[tuple[str, FileNode]]:

@@ -11,21 +11,27 @@ same names with the same (dev, inode, mode, size, mtime, ctime): what the tree m
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+import signal
 import stat
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
+from typing import Any, NoReturn
 
 import msgpack
 import xxhash
 
+from . import lock
 from .errors import from_oserror
-from .fsutil import O_DIR, TMP_MARK
+from .fsutil import O_DIR, TMP_MARK, die_with_parent
 from .paths import check_name_problem
 
-Row = tuple[str, int, int, int, int, int]  # name, mode, inode, size, mtime_ns, ctime_ns
+Row = tuple[str, int, int, int, int, int, int]  # name, mode, then the stat key:
+# dev, inode, size, mtime_ns, ctime_ns (row[2:], as the stat cache keys files)
 
 
 @dataclass(slots=True)
@@ -43,14 +49,15 @@ class WalkDir:
 @dataclass(slots=True)
 class Walk:
     """What one walk of a work-tree path saw: a directory (``top``), a single non-directory
-    (``file``: its device and row), or nothing (``top`` and ``file`` both None)."""
+    (``file``: its row), or nothing (``top`` and ``file`` both None)."""
 
     rel: str
     path: str  # absolute
     top: WalkDir | None = None
-    file: tuple[int, Row] | None = None
+    file: Row | None = None
     litter: list[str] = field(default_factory=list)  # temp files of interrupted writers
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    started_ns: int = 0  # the wall clock when the walk began: the racy-clean rule's origin
     _fingerprints: dict[bytes, bytes] = field(default_factory=dict)  # salt -> fingerprint
 
     @property
@@ -90,7 +97,7 @@ def walk(root: str, rel: str, *, jobs: int = 1, expect_files: int | None = None)
     PARALLEL_MIN_FILES or, unknown (None), when the first level with several
     subdirectories has PARALLEL_MIN_DIRS of them."""
     path = os.path.join(root, rel)
-    out = Walk(rel, path)
+    out = Walk(rel, path, started_ns=time.time_ns())
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -105,8 +112,8 @@ def walk(root: str, rel: str, *, jobs: int = 1, expect_files: int | None = None)
         else:
             _walk_split(out.top, out, 2 if expect_files is not None else PARALLEL_MIN_DIRS)
     else:
-        out.file = (st.st_dev, (os.path.basename(rel), st.st_mode, st.st_ino, st.st_size,
-                                st.st_mtime_ns, st.st_ctime_ns))
+        out.file = (os.path.basename(rel), st.st_mode, st.st_dev, st.st_ino, st.st_size,
+                    st.st_mtime_ns, st.st_ctime_ns)
     return out
 
 
@@ -138,7 +145,7 @@ def _list_dir(node: WalkDir, out: Walk) -> list[WalkDir]:
                         if entry.is_dir(follow_symlinks=False):
                             subdirs.append((name, st.st_dev))
                         else:
-                            rows.append((name, st.st_mode, st.st_ino, st.st_size,
+                            rows.append((name, st.st_mode, st.st_dev, st.st_ino, st.st_size,
                                          st.st_mtime_ns, st.st_ctime_ns))
         finally:
             os.close(fd)
@@ -158,8 +165,9 @@ def _can_fork() -> bool:
 def _walk_split(top: WalkDir, out: Walk, min_dirs: int) -> None:
     """Walk ``top`` in two processes: down to the first level with two or more
     subdirectories and, if it has ``min_dirs`` or more, every other one of those in a
-    forked child, which sends back its rows. Should the child fail, the parent walks its
-    share itself (and meets the same error, if any)."""
+    forked child, which sends back its rows. Whatever goes wrong with the child (no fork,
+    a crash, a short or garbled answer), the parent walks its share itself and meets the
+    same error, if any."""
     level = _list_dir(top, out)
     while len(level) == 1:
         level = _list_dir(level[0], out)
@@ -168,11 +176,73 @@ def _walk_split(top: WalkDir, out: Walk, min_dirs: int) -> None:
             _walk_dir(node, out)
         return
     mine, theirs = level[0::2], level[1::2]
+    got = _walk_forked(mine, theirs, out)
+    if got is None:
+        for node in theirs:
+            _walk_dir(node, out)
+        return
+    done, litter, skipped = got
+    for node, (rows, dirs) in zip(theirs, done, strict=True):
+        node.rows, node.dirs = rows, dirs
+    out.litter += litter
+    out.skipped += skipped
+
+
+_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _walk_forked(mine: list[WalkDir], theirs: list[WalkDir], out: Walk) -> Any:
+    """Walk ``mine`` here and ``theirs`` in a forked child; the child's decoded answer, or
+    None (``theirs`` is then still to walk). Signals are blocked across the fork, so an
+    interrupt cannot reach the child before it has dropped the parent's handlers (the
+    parent's cleanup, such as releasing the lock, must never run in the child)."""
     read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: walk, send, and leave without running any parent cleanup
-        code = 1
-        try:
+    parent = os.getpid()
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        pid = os.fork()
+    except OSError:  # no process to spare: this one walks both shares
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        os.close(read_end)
+        os.close(write_end)
+        for node in mine:
+            _walk_dir(node, out)
+        return None
+    if pid == 0:
+        _child(read_end, write_end, parent, theirs, out)  # never returns
+    data = b""
+    finished = False
+    try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        os.close(write_end)
+        write_end = -1
+        for node in mine:
+            _walk_dir(node, out)
+        data = _read_all(read_end)
+        finished = True
+    finally:
+        for fd in (read_end, write_end):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        if not finished:  # the caller's error comes first: the child's walk is moot
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):  # SIGCHLD may be ignored: no status
+            os.waitpid(pid, 0)
+    return _decode(data, len(theirs))
+
+
+def _child(read_end: int, write_end: int, parent: int, theirs: list[WalkDir],
+           out: Walk) -> NoReturn:
+    code = 1
+    try:
+        for signum in _SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
+        lock.close_inherited()  # the lock lives and dies with the parent alone
+        die_with_parent()
+        if os.getppid() == parent:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
             os.close(read_end)
             part = Walk(out.rel, out.path)
             for node in theirs:
@@ -180,27 +250,28 @@ def _walk_split(top: WalkDir, out: Walk, min_dirs: int) -> None:
             data = pickle.dumps(([(n.rows, n.dirs) for n in theirs], part.litter,
                                  part.skipped), protocol=pickle.HIGHEST_PROTOCOL)
             with os.fdopen(write_end, "wb") as f:
-                f.write(data)
+                f.write(len(data).to_bytes(8, "big") + data)
             code = 0
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    try:
-        for node in mine:
-            _walk_dir(node, out)
-        with os.fdopen(read_end, "rb") as f:
-            read_end = -1
-            data = f.read()
     finally:
-        if read_end >= 0:
-            os.close(read_end)
-        _, status = os.waitpid(pid, 0)
-    if status == 0 and data:
-        done, litter, skipped = pickle.loads(data)
-        for node, (rows, dirs) in zip(theirs, done, strict=True):
-            node.rows, node.dirs = rows, dirs
-        out.litter += litter
-        out.skipped += skipped
-    else:
-        for node in theirs:
-            _walk_dir(node, out)
+        os._exit(code)
+
+
+def _read_all(fd: int) -> bytes:
+    parts = []
+    while chunk := os.read(fd, 1 << 20):
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _decode(data: bytes, count: int) -> Any:
+    """The child's answer, if complete and of the expected shape; else None."""
+    if len(data) < 8 or int.from_bytes(data[:8], "big") != len(data) - 8:
+        return None
+    try:
+        done, litter, skipped = pickle.loads(data[8:])  # from our own child, never a file
+    except Exception:
+        return None
+    if not (isinstance(done, list) and len(done) == count and isinstance(litter, list)
+            and isinstance(skipped, list)):
+        return None
+    return done, litter, skipped

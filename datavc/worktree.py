@@ -93,10 +93,11 @@ class Worktree(RepoCore):
         When the stat cache knew every file, the tree's id comes first: if the presence
         memo says the cache holds all of that tree, there is nothing to check or store (a
         re-add of unchanged data does not list the cache)."""
-        started = now_ns()
         walked = self._walk(rel, state)
+        started = walked.started_ns
         known = self._known_tree(rel, walked, state) if memo is not None else None
-        if known is not None and memo is not None and self._missing(rel, known, memo) == 0:
+        if (known is not None and memo is not None
+                and self._missing(rel, known, memo, shallow=True) == 0):
             return rel, known, [], 0, tree.Scan(known, shallow=True)
         scan = self._scan(rel, state, locked=True, started_ns=started, walked=walked)
         root = tree.require(scan.root, rel)
@@ -115,7 +116,10 @@ class Worktree(RepoCore):
             self._finish(rel, scan, state)
             if memo.get(_memo_key(root)) == 0:
                 return rel, root, stored, hashed, scan
-        stored += self._ensure_objects(rel, root, just_stored=self.store.pending_digests())
+        restored = self._ensure_objects(rel, root, just_stored=self.store.pending_digests())
+        if restored:  # read again after the walk: not known to be at the walk's stat
+            scan.memo_ok = False
+        stored += restored
         self._finish(rel, scan, state, self.store)
         return rel, root, stored, hashed, scan
 
@@ -301,7 +305,7 @@ class Worktree(RepoCore):
         known = self._known_tree(rel, walked, state)
         if (known is not None and known.digest == pointer.oid.digest
                 and tree.root_kind(known) == pointer.kind):
-            missing = self._missing(rel, known, memo)
+            missing = self._missing(rel, known, memo, shallow=True)
             if missing is not None:
                 return TargetStatus(rel, pointer_rel, "clean", not_in_cache=missing)
         scan = self._scan_hashed(rel, state, locked=False, walked=walked)
@@ -320,23 +324,25 @@ class Worktree(RepoCore):
             return TargetStatus(rel, pointer_rel, "not-in-cache")
         return TargetStatus(rel, pointer_rel, "modified" if changes else "clean", changes)
 
-    def _missing(self, rel: str, root: tree.Node, memo: PresenceMemo) -> int | None:
+    def _missing(self, rel: str, root: tree.Node, memo: PresenceMemo, *,
+                 shallow: bool = False) -> int | None:
         """How many objects of the tree ``root`` (files and listings) the cache lacks: from
-        the presence memo, else counted and remembered there. A ``shallow`` root (the tree
-        memo's, without children) is read back from its listings; None when one of those
-        cannot be read (the caller then builds the tree from the workspace)."""
+        the presence memo, else counted and remembered there. The ids below a ``shallow``
+        root (the tree memo's, without children) are read from its stored listings; None
+        when one of those cannot be read (the caller then builds the tree)."""
         key = _memo_key(root)
         missing = memo.get(key)
         if missing is not None:  # no object came or went since it was counted
             return missing
-        if isinstance(root, tree.DirNode) and not root.children and root.nfiles:
+        if shallow and isinstance(root, tree.DirNode):
             try:
-                root = tree.load(self.store, root.digest, kind=listing.DIR, size=root.size,
-                                 nfiles=root.nfiles)
+                files, listings = tree.stored_ids(self.store, root.digest, size=root.size,
+                                                  nfiles=root.nfiles)
             except DatavcError:
                 return None
-        files = tree.file_digests(root)
-        listings = [n.digest for _, n in tree.walk_dirs(root, rel)]
+        else:
+            files = tree.file_digests(root)
+            listings = [n.digest for _, n in tree.walk_dirs(root, rel)]
         present = self.store.present_digests(set(files) | set(listings))
         missing = sum(1 for d in files + listings if d not in present)
         memo.put(key, missing)

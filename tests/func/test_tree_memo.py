@@ -43,12 +43,25 @@ def remembered(root, run):
     return root
 
 
-def test_clean_status_does_not_read_the_stat_cache(remembered, run):
-    (remembered / STATE).write_bytes(b"\xc1 not msgpack")  # would warn if it were read
+def test_clean_status_answers_from_the_memo(remembered, run):
+    before = (remembered / STATE).read_bytes()
     r = ok(run("status"))
-    assert "up to date" in r.out and "warning" not in r.err
+    assert "up to date" in r.out and r.err == ""
     assert added(run, "data")["hashed"] == 0  # the re-add takes the same path
-    assert "warning" not in ok(run("status")).err
+    assert (remembered / STATE).read_bytes() == before
+
+
+@pytest.mark.parametrize("change", ["delete", "damage"])
+def test_losing_the_stat_cache_makes_everything_looked_at_again(remembered, run, change):
+    if change == "delete":
+        (remembered / STATE).unlink()
+    else:
+        (remembered / STATE).write_bytes(b"\xc1 not msgpack")
+    r = ok(run("add", "--json", "data"))
+    assert ("ignoring unreadable stat cache" in r.err) == (change == "damage")
+    assert json.loads(r.out)[0]["hashed"] == 4  # hashed again, as documented
+    assert added(run, "data")["hashed"] == 0
+    assert status_of(run)["state"] == "clean"
 
 
 @pytest.mark.parametrize("change", [
@@ -182,3 +195,25 @@ def test_an_unreadable_directory_is_still_an_error(remembered, run):
         fails(run("status"), 7)
     finally:
         (remembered / "data/sub").chmod(0o755)
+
+
+def test_repro_sees_a_dependency_changed_after_its_id_was_remembered(root, run):
+    """repro takes a dependency's id from the tree memo too: a rewrite that keeps its size
+    and mtime must still rerun the stage."""
+    from tests.func.test_pipeline import CAT, runs, stage
+
+    gen(root, {"cat.py": CAT, "raw": {"x": "x1", "y": "y1"}})
+    age(root / "raw")
+    age(root / "cat.py")
+    (root / "datavc.toml").write_text(stage("a", ["raw"], "data/a"))
+    ok(run("trust"))
+    ok(run("repro"))
+    assert runs(root) == ["a"]
+    assert "raw" in memo_rows(root)
+    assert "up to date" in ok(run("repro")).out and runs(root) == []
+    x = root / "raw/x"
+    st = x.stat()
+    x.write_text("X1")
+    os.utime(x, ns=(st.st_atime_ns, st.st_mtime_ns))
+    ok(run("repro"))
+    assert runs(root) == ["a"] and (root / "data/a").read_bytes() == b"X1Y1"

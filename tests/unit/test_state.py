@@ -304,16 +304,50 @@ def test_tree_memo_round_trip(cache):
     assert not loaded.dirty
 
 
-def test_the_tree_memo_does_not_read_the_per_file_entries(cache, capsys):
+def test_the_tree_memo_does_not_read_the_per_file_entries(cache, monkeypatch):
+    cache.put("a", key(), D, STARTED)
     cache.remember_tree("data", FP, "file", D, 1, 1)
     cache.save()
-    _write(cache.path, b"garbage")  # would warn if read
+
+    def no_read(self):
+        raise AssertionError("the per-file entries were read")
+
+    monkeypatch.setattr(StatCache, "_read", no_read)
     loaded = StatCache.load(cache.path)
     assert loaded.known_tree("data", FP) == ("file", D, 1, 1)
     loaded.save()
-    assert capsys.readouterr().err == ""
-    assert loaded.get("a", key()) is None  # first use: read now, and warned about
-    assert "warning" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("change", ["delete", "damage", "rewrite"])
+def test_the_tree_memo_goes_with_its_stat_file(cache, capsys, change):
+    """Deleting, damaging or replacing the stat cache makes every tree be looked at again:
+    the memo names the stat file it was saved with."""
+    cache.put("a", key(), D, STARTED)
+    cache.remember_tree("data", FP, "dir", D, 1, 1)
+    cache.save()
+    if change == "delete":
+        os.unlink(cache.path)
+    elif change == "damage":
+        _write(cache.path, b"garbage")
+    else:
+        other = StatCache(cache.path)
+        other.put("b", key(), D, STARTED)
+        other.save()
+    loaded = StatCache.load(cache.path)
+    assert loaded.known_tree("data", FP) is None
+    loaded.remember_tree("data", FP, "dir", D, 1, 1)
+    loaded.put("c", key(), D, STARTED)
+    loaded.save()  # the stat file rewritten, and the memo with it
+    assert StatCache.load(cache.path).known_tree("data", FP) == ("dir", D, 1, 1)
+
+
+def test_a_memo_saved_alone_names_the_stat_file_as_it_is(cache):
+    cache.put("a", key(), D, STARTED)
+    cache.save()
+    again = StatCache.load(cache.path)
+    again.remember_tree("data", FP, "dir", D, 1, 1)  # only the memo changes
+    again.save()
+    assert StatCache.load(cache.path).known_tree("data", FP) == ("dir", D, 1, 1)
 
 
 def test_the_tree_memo_keeps_a_bounded_number_of_trees(cache, monkeypatch):

@@ -218,3 +218,56 @@ def test_memo_ok_only_for_plain_settled_trees_hashed_as_walked(ws, state):
     assert not scan.memo_ok
     os.symlink("a.txt", ws / "d/link")
     assert not tree.scan(str(ws), "d", state, "", started_ns=time.time_ns()).memo_ok
+
+
+def test_stored_ids_are_the_ids_load_finds(ws, state, store):
+    gen(ws, {"d": SPEC})
+    root = build(ws, "d", state, store).root
+    files, listings = tree.stored_ids(store, root.digest, size=root.size, nfiles=root.nfiles)
+    assert sorted(files) == sorted(tree.file_digests(root))
+    assert sorted(listings) == sorted(n.digest for _, n in tree.walk_dirs(root, "d"))
+
+
+def _dir_row(name: bytes, digest: bytes, size: int, nfiles: int) -> list:
+    return [name, "dir", digest, size, 0o755, nfiles]
+
+
+def test_stored_ids_refuse_hostile_listings(store):
+    f = [b"a", "file", b"\1" * 16, 5, 0o644, 1]
+    sound = store.add_bytes(listing.encode([f])).digest
+    assert tree.stored_ids(store, sound, size=5, nfiles=1) == ([b"\1" * 16], [sound])
+    with pytest.raises(InvalidInputError, match="does not add up"):
+        tree.stored_ids(store, sound, size=6, nfiles=1)  # the parent says otherwise
+    bad = [
+        listing.encode([[b"a", "link", b"\1" * 16, 5, 0o644, 1]]),  # unknown kind
+        listing.encode([[b"a", "file", b"short", 5, 0o644, 1]]),  # bad id
+        listing.encode([[b"a", "file", b"\1" * 16, -5, 0o644, 1]]),  # bad size
+        listing.encode([[b"a", "file", b"\1" * 16, 5, 0o644]]),  # short row
+        listing.encode([f])[:-1] + b"\x02",  # not canonical
+        b"\xc1 not msgpack",
+    ]
+    for data in bad:
+        oid = store.add_bytes(data).digest
+        with pytest.raises(InvalidInputError):
+            tree.stored_ids(store, oid, size=5, nfiles=1)
+    # a subtree named twice: bounded by the counts the parent declares
+    inner = store.add_bytes(listing.encode([f])).digest
+    twice = store.add_bytes(listing.encode([_dir_row(b"x", inner, 5, 1),
+                                            _dir_row(b"y", inner, 5, 1)])).digest
+    with pytest.raises(InvalidInputError):
+        tree.stored_ids(store, twice, size=5, nfiles=1)
+    files, _ = tree.stored_ids(store, twice, size=10, nfiles=2)
+    assert files == [b"\1" * 16] * 2
+
+
+def test_stored_ids_of_a_missing_listing(store):
+    with pytest.raises(DatavcError):
+        tree.stored_ids(store, b"\7" * 16, size=1, nfiles=1)
+
+
+def test_stored_ids_refuse_deep_nesting_of_empty_directories(store):
+    digest = store.add_bytes(listing.encode([])).digest
+    for _ in range(tree.MAX_DEPTH + 2):
+        digest = store.add_bytes(listing.encode([_dir_row(b"d", digest, 0, 0)])).digest
+    with pytest.raises(InvalidInputError, match="deeper"):
+        tree.stored_ids(store, digest, size=0, nfiles=0)

@@ -46,7 +46,7 @@ def test_walk_sees_every_entry_with_its_stat(tmp_path):
     assert set(rows) == {"d", "d/a.txt", "d/link", "d/s1", "d/s1/b.txt", "d/s1/deep",
                          "d/s1/deep/c.txt", "d/s2", "d/s2/e.txt", "d/s3", "d/s3/f.txt"}
     st = os.lstat(tmp_path / "d/s1/b.txt")
-    assert rows["d/s1/b.txt"] == ("b.txt", st.st_mode, st.st_ino, st.st_size,
+    assert rows["d/s1/b.txt"] == ("b.txt", st.st_mode, st.st_dev, st.st_ino, st.st_size,
                                   st.st_mtime_ns, st.st_ctime_ns)
     assert stat.S_ISLNK(rows["d/link"][1])  # a symlink is a row, never followed
     assert w.plain and w.file is None
@@ -55,8 +55,8 @@ def test_walk_sees_every_entry_with_its_stat(tmp_path):
 def test_walk_of_a_file_and_of_nothing(tmp_path):
     (tmp_path / "m.bin").write_bytes(b"xyz")
     w = walk(str(tmp_path), "m.bin")
-    assert w.top is None and w.file is not None and w.file[1][0] == "m.bin"
-    assert w.file[1][3] == 3
+    assert w.top is None and w.file is not None and w.file[0] == "m.bin"
+    assert w.file[4] == 3
     gone = walk(str(tmp_path), "absent")
     assert gone.top is None and gone.file is None
 
@@ -184,3 +184,45 @@ def test_a_tree_of_unknown_size_is_shared_when_it_has_many_directories(tmp_path,
     two = walk(str(tmp_path), "top", jobs=2)
     assert forks == [1]
     assert flat(two) == flat(walk(str(tmp_path), "top"))
+
+
+def test_no_fork_means_one_process(tmp_path, monkeypatch):
+    big_tree(tmp_path)
+    fds_before = len(os.listdir("/proc/self/fd"))
+
+    def no_fork() -> int:
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    two = walk(str(tmp_path), "top", jobs=2, expect_files=PARALLEL_MIN_FILES)
+    assert flat(two) == flat(walk(str(tmp_path), "top"))
+    assert len(os.listdir("/proc/self/fd")) == fds_before  # the pipe was closed
+
+
+def test_the_answer_arrives_when_sigchld_is_ignored(tmp_path):
+    """Started by a parent that ignores SIGCHLD, the child is reaped by the kernel and
+    waitpid has no status to give: the answer's own length tells it is whole."""
+    import signal
+
+    big_tree(tmp_path)
+    old = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        two = walk(str(tmp_path), "top", jobs=2, expect_files=PARALLEL_MIN_FILES)
+    finally:
+        signal.signal(signal.SIGCHLD, old)
+    assert flat(two) == flat(walk(str(tmp_path), "top"))
+
+
+def test_the_child_drops_the_repository_lock(tmp_path, monkeypatch):
+    """A forked walker must not keep the lock alive: it closes the inherited lock fds."""
+    from datavc import lock
+
+    big_tree(tmp_path)
+    read_end, write_end = os.pipe()
+    monkeypatch.setattr(lock, "close_inherited",
+                        lambda: os.write(write_end, str(os.getpid()).encode()))
+    walk(str(tmp_path), "top", jobs=2, expect_files=PARALLEL_MIN_FILES)
+    os.close(write_end)
+    child = os.read(read_end, 100).decode()
+    os.close(read_end)
+    assert child and int(child) != os.getpid()
