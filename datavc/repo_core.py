@@ -274,9 +274,10 @@ class RepoCore:
         """The commit id a git revision names (exit 1 naming it when git knows none)."""
         return self.git.resolve(rev)
 
-    def tracked(self, rev: str | None = None) -> list[str]:
+    def tracked(self, rev: str | None = None, *, skip: set[str] | None = None) -> list[str]:
         """Every tracked target (each ``X`` that has an ``X.datavc``) in the work tree, or
-        in the git tree of revision ``rev``."""
+        in the git tree of revision ``rev``; in the work tree, not looking inside the
+        directories ``skip`` names."""
         if rev is not None:
             found = []
             for path in self.git.files(rev, suffix=manifest.SUFFIX):
@@ -285,10 +286,10 @@ class RepoCore:
                 found.append(target)
             return sorted(found)
         found = []
-        self._find_pointers(self.root, "", found)
+        self._find_pointers(self.root, "", found, skip or set())
         return sorted(found)
 
-    def _find_pointers(self, path: str, rel: str, found: list[str]) -> None:
+    def _find_pointers(self, path: str, rel: str, found: list[str], skip: set[str]) -> None:
         try:
             entries = list(os.scandir(path))
         except OSError:
@@ -300,10 +301,11 @@ class RepoCore:
                 split_relpath(target, where=f"manifest name '{rel}{e.name}'")
                 found.append(target)
         for e in entries:
-            if e.name in (".git", DATAVC_DIR) or e.name + manifest.SUFFIX in names:
+            if (e.name in (".git", DATAVC_DIR) or e.name + manifest.SUFFIX in names
+                    or rel + e.name in skip):
                 continue
             if e.is_dir(follow_symlinks=False):
-                self._find_pointers(e.path, f"{rel}{e.name}/", found)
+                self._find_pointers(e.path, f"{rel}{e.name}/", found, skip)
 
     def _data_paths(self, sha: str | None = None) -> list[str]:
         """Every path whose data datavc stores at ``sha`` (None: the work tree): the tracked

@@ -65,6 +65,17 @@ class Walk:
         """Nothing set aside: no temp files to clear, no names to warn about."""
         return not self.litter and not self.skipped
 
+    def paths_ending(self, suffix: str) -> list[str]:
+        """The work-tree paths of the non-directory entries below the walked directory
+        whose names end with ``suffix``."""
+        out = []
+        stack = [self.top] if self.top is not None else []
+        while stack:
+            d = stack.pop()
+            out += [f"{d.rel}/{row[0]}" for row in d.rows if row[0].endswith(suffix)]
+            stack.extend(d.dirs)
+        return sorted(out)
+
     def fingerprint(self, salt: bytes) -> bytes:
         """A digest of every row, directory by directory, and of ``salt`` (whatever else
         the tree's id depends on). Computed once per salt."""

@@ -28,18 +28,20 @@ class Worktree(RepoCore):
         if not paths:
             raise UsageError("nothing to add", hint="name a file or directory: datavc add data/")
         rels = [self.target(p) for p in paths]
-        others = self.tracked() + rels  # one walk of the work tree for all paths
+        # one walk of the work tree for all paths, but not into them: the walk of each
+        # (in _stage) finds the pointers inside it
+        others = self.tracked(skip=set(rels)) + rels
         for rel in rels:
             self._check_addable(rel, others)
         with self._locked("add"):
-            results = self._record_and_save(rels)
+            results = self._record_and_save(rels, adding=True)
         return results
 
-    def _record_and_save(self, rels: list[str]) -> list[AddResult]:
+    def _record_and_save(self, rels: list[str], *, adding: bool = False) -> list[AddResult]:
         """:meth:`_record` with the stat cache and the presence memo loaded and saved."""
         memo = self._presence_memo(now_ns())  # stamped before anything is looked at
         state = self._state()
-        results = self._record(rels, state, memo)
+        results = self._record(rels, state, memo, adding=adding)
         state.save()
         memo.save()
         return results
@@ -65,14 +67,14 @@ class Worktree(RepoCore):
                 raise DatavcError(f"'{rel}' overlaps '{other}', which is tracked separately",
                                   hint="track a directory or the paths inside it, not both")
 
-    def _record(self, rels: list[str], state: StatCache,
-                memo: PresenceMemo) -> list[AddResult]:
+    def _record(self, rels: list[str], state: StatCache, memo: PresenceMemo, *,
+                adding: bool = False) -> list[AddResult]:
         """Store the workspace content of ``rels`` and point their manifests at it.
 
         Every target is staged first, then one publish makes all their objects durable
         and named (one pair of sync barriers per operation), then the pointers are written.
         """
-        staged = [self._stage(rel, state, memo) for rel in rels]
+        staged = [self._stage(rel, state, memo, adding=adding) for rel in rels]
         stored_any = bool(self.store.pending)
         publish(self.store, jobs=self.jobs)
         results = []
@@ -86,7 +88,8 @@ class Worktree(RepoCore):
             self._relink(rel, root, stored, state)
         return results
 
-    def _stage(self, rel: str, state: StatCache, memo: PresenceMemo | None = None
+    def _stage(self, rel: str, state: StatCache, memo: PresenceMemo | None = None, *,
+               adding: bool = False
                ) -> tuple[str, tree.Node, list[tuple[str, Stored]], int, tree.Scan]:
         """Hash ``rel`` and stage every object it needs (files and listings).
 
@@ -95,6 +98,12 @@ class Worktree(RepoCore):
         re-add of unchanged data does not list the cache)."""
         walked = self._walk(rel, state)
         started = walked.started_ns
+        if adding:
+            nested = walked.paths_ending(manifest.SUFFIX)
+            if nested:
+                raise DatavcError(
+                    f"'{rel}' overlaps '{manifest.target_of(nested[0])}', which is tracked "
+                    "separately", hint="track a directory or the paths inside it, not both")
         known = self._known_tree(rel, walked, state) if memo is not None else None
         if (known is not None and memo is not None
                 and self._missing(rel, known, memo, shallow=True) == 0):

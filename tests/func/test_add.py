@@ -173,6 +173,15 @@ def test_overlapping_an_already_tracked_target_is_refused(root, run):
     assert "hint:" in r.err
 
 
+def test_a_pointer_deep_inside_a_new_target_is_found_and_nothing_is_recorded(root, run):
+    gen(root, {"first": {"f": "f"}, "data": {"a": {"b": {"x": "x"}}, "y": "y"}})
+    ok(run("add", "data/a/b"))
+    r = fails(run("add", "first", "data"), 1)
+    assert "'data' overlaps 'data/a/b'" in r.err
+    assert not (root / "first.datavc").exists() and not (root / "data.datavc").exists()
+    assert ok(run("status", "--json")).out.count('"path"') == 1  # data/a/b alone
+
+
 def test_gitignore_entries_are_idempotent_and_per_directory(root, run):
     gen(root, {"a.bin": "a", "sub": {"b.bin": "b"}})
     (root / ".gitignore").write_text("*.log")  # no trailing newline: must be preserved
