@@ -69,6 +69,7 @@ class DatavcModel(RuleBasedStateMachine):
         self.dirs: set[str] = set()
         self.cached: set[bytes] = set()  # contents ever stored (nothing is ever deleted)
         self.commits: list[tuple[str, Snapshot]] = []  # (sha, what it must check out to)
+        self.recorded: Snapshot | None = None  # what data.datavc names now
 
     def teardown(self) -> None:
         self.box.close()
@@ -163,6 +164,25 @@ class DatavcModel(RuleBasedStateMachine):
         assert res.kind == "dir" and res.nfiles == len(self.files)
         assert res.size == sum(len(b) for b, _ in self.files.values())
         self.cached |= {b for b, _ in self.files.values()}
+        self.recorded = self._snapshot()
+
+    @rule()
+    def age(self) -> None:
+        """Every time under the data an hour older: past the racy window, so the stat cache
+        and the tree memo may remember it (and any later edit must still be seen)."""
+        for dirpath, dirnames, filenames in os.walk(self.box.data):
+            for name in [*dirnames, *filenames]:
+                path = os.path.join(dirpath, name)
+                st = os.lstat(path)
+                os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns - 3600 * 10**9))
+
+    @precondition(lambda self: self.recorded is not None)
+    @rule()
+    def status(self) -> None:
+        [st] = self.box.repo.status()
+        clean = self._snapshot() == self.recorded
+        event(f"status clean={clean}")
+        assert st.state == ("clean" if clean else "modified"), (st, self.recorded)
 
     def commit(self) -> None:
         res = self.box.repo.commit(message=f"commit {len(self.commits)}")
@@ -176,6 +196,7 @@ class DatavcModel(RuleBasedStateMachine):
         else:
             assert res.git_commit == head
             self.commits.append((head, snap))
+        self.recorded = snap
         committed = git(self.box.root, "show", f"{head}:data.datavc")
         assert committed.encode() == (self.box.root / "data.datavc").read_bytes()
 
@@ -185,6 +206,7 @@ class DatavcModel(RuleBasedStateMachine):
         # drawn by position: shas differ from run to run (commit times)
         sha, (files, dirs) = data.draw(st.sampled_from(self.commits), label="commit")
         git(self.box.root, "checkout", sha, "--", "data.datavc")
+        self.recorded = (dict(files), frozenset(dirs))
         uncached = sorted(f"data/{p}" for p, (b, _) in self.files.items()
                           if b not in self.cached)
         if uncached and not force:
