@@ -64,13 +64,7 @@ def encode_entries(entries: list[Entry]) -> bytes:
 
 def decode(data: bytes, *, where: str) -> list[Entry]:
     """Parse and validate a listing; ``where`` names it in errors (e.g. its oid)."""
-    try:
-        top = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True,
-                              max_bin_len=1 << 16, max_str_len=1 << 16,
-                              max_array_len=MAX_ENTRIES, max_map_len=0)
-    except Exception as exc:  # msgpack raises several unrelated types for bad input
-        raise InvalidInputError(f"listing {where} is not valid msgpack: {exc}") from None
-    rows = _check_header(top, where)
+    rows = _rows(data, where)
     entries = [_entry(row, where) for row in rows]
     _check_order(rows, entries, where)
     if encode(rows) != data:
@@ -83,13 +77,7 @@ def decode_refs(data: bytes, *, where: str) -> list[tuple[Kind, bytes, int, int]
     only the ids below it (counting what the cache holds): the header, each entry's kind,
     id and counts, and the canonical encoding are checked; names are not decoded or
     validated, as nothing is written under them."""
-    try:
-        top = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True,
-                              max_bin_len=1 << 16, max_str_len=1 << 16,
-                              max_array_len=MAX_ENTRIES, max_map_len=0)
-    except Exception as exc:  # msgpack raises several unrelated types for bad input
-        raise InvalidInputError(f"listing {where} is not valid msgpack: {exc}") from None
-    rows = _check_header(top, where)
+    rows = _rows(data, where)
     out = []
     for row in rows:
         if not (isinstance(row, list) and len(row) == 6):
@@ -103,6 +91,17 @@ def decode_refs(data: bytes, *, where: str) -> list[tuple[Kind, bytes, int, int]
     if encode(rows) != data:
         raise InvalidInputError(f"listing {where} is not in canonical encoding")
     return out
+
+
+def _rows(data: bytes, where: str) -> list[list[object]]:
+    """The raw entry rows of a listing whose msgpack and header are sound."""
+    try:
+        top = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True,
+                              max_bin_len=1 << 16, max_str_len=1 << 16,
+                              max_array_len=MAX_ENTRIES, max_map_len=0)
+    except Exception as exc:  # msgpack raises several unrelated types for bad input
+        raise InvalidInputError(f"listing {where} is not valid msgpack: {exc}") from None
+    return _check_header(top, where)
 
 
 def _check_header(top: object, where: str) -> list[list[object]]:
