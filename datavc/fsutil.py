@@ -107,7 +107,7 @@ def read_limited(f: BinaryIO, limit: int) -> bytes:
 
 _PIECE = 1 << 20
 
-@functools.cache
+
 def die_with_parent() -> None:
     """In a child process: be killed when the parent dies (Linux ``PR_SET_PDEATHSIG``; a
     no-op elsewhere). The caller checks ``os.getppid()`` afterwards: the parent may have
@@ -116,6 +116,7 @@ def die_with_parent() -> None:
         libc().prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+@functools.cache
 def libc() -> Any:
     """The C library the interpreter runs on, through ctypes; None where it cannot be
     loaded. Loaded on first use (a command that needs none of it never imports ctypes), and
