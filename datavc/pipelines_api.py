@@ -427,8 +427,8 @@ class Pipelines(Maintenance):
         outs = {}
         for rel, root, _, _, scan in staged:
             state.retain_under(rel, scan.seen)
-            nfiles = root.nfiles if isinstance(root, tree.DirNode) else 1
-            outs[rel] = OutLock(tree.root_kind(root), Oid(root.digest), root.size, nfiles)
+            outs[rel] = OutLock(tree.root_kind(root), Oid(root.digest), root.size,
+                                tree.file_count(root))
             if self.git_or_none is not None:
                 scm.ensure_ignored(self.root, rel, tmp_dir=self._tmp_dir)
         for rel, root, stored, _, _ in staged:

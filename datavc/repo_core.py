@@ -140,12 +140,12 @@ class RepoCore:
     def _tmp_dir(self) -> str:
         return os.path.join(self.dir, "tmp")
 
-    def _scan(self, rel: str, state: StatCache, *, locked: bool, started_ns: int = 0,
+    def _scan(self, rel: str, state: StatCache, *, locked: bool,
               walked: Walk | None = None) -> tree.Scan:
         """The tree of ``rel`` from a walk of it (``walked``, or a new one) and the stat
-        cache; ``started_ns`` (when the operation began) lets its id be remembered."""
+        cache; the racy-clean rule counts from the walk's start."""
         walked = walked or self._walk(rel, state)
-        scan = tree.build(walked, state, self.store.objects_dir, started_ns=started_ns)
+        scan = tree.build(walked, state, self.store.objects_dir, started_ns=walked.started_ns)
         if scan.root is not None and not self._tracks_exec:
             tree.clear_exec(scan.root)
         if locked:
@@ -158,10 +158,9 @@ class RepoCore:
                      walked: Walk | None = None) -> tree.Scan:
         """Scan ``rel`` and hash what the stat cache does not know (nothing stored)."""
         walked = walked or self._walk(rel, state)
-        started = walked.started_ns
-        scan = self._scan(rel, state, locked=locked, started_ns=started, walked=walked)
-        tree.resolve(scan, store=None, state=state, started_ns=started, jobs=self.jobs,
-                     track_exec=self._tracks_exec)
+        scan = self._scan(rel, state, locked=locked, walked=walked)
+        tree.resolve(scan, store=None, state=state, started_ns=walked.started_ns,
+                     jobs=self.jobs, track_exec=self._tracks_exec)
         return scan
 
     def _walk(self, rel: str, state: StatCache) -> Walk:
@@ -183,8 +182,9 @@ class RepoCore:
         if hit is None:
             return None
         kind, digest, size, nfiles = hit
-        if (kind == listing.DIR) != (walked.top is not None) or (walked.top is None
-                                                                  and walked.file is None):
+        there = (listing.DIR if walked.top is not None
+                 else listing.FILE if walked.file is not None else None)
+        if kind != there:
             return None  # a row that does not fit what is there now
         if kind == listing.DIR:
             return tree.DirNode(digest=digest, size=size, nfiles=nfiles)
@@ -199,7 +199,7 @@ class RepoCore:
         if scan.memo_ok and scan.walked is not None:
             state.remember_tree(rel, scan.walked.fingerprint(self._memo_salt),
                                 tree.root_kind(root), root.digest, root.size,
-                                root.nfiles if isinstance(root, tree.DirNode) else 1)
+                                tree.file_count(root))
         return root
 
     def _state(self) -> StatCache:

@@ -153,6 +153,8 @@ class StatCache:
         return self._dirty or self._trees_dirty
 
     def save(self) -> None:
+        if not self.dirty:
+            return
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         if self._dirty:
             doc = {"v": VERSION, "entries": {_key(p): row for p, row in self._entries.items()}}

@@ -347,6 +347,11 @@ def walk_dirs(node: Node, prefix: str) -> Iterator[tuple[str, DirNode]]:
             yield from walk_dirs(child, f"{prefix}/{name}")
 
 
+def file_count(node: Node) -> int:
+    """How many files a tree holds (a file is one)."""
+    return node.nfiles if isinstance(node, DirNode) else 1
+
+
 def root_kind(node: Node) -> str:
     return listing.DIR if isinstance(node, DirNode) else listing.FILE
 

@@ -19,6 +19,7 @@ import stat
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -65,16 +66,20 @@ class Walk:
         """Nothing set aside: no temp files to clear, no names to warn about."""
         return not self.litter and not self.skipped
 
-    def paths_ending(self, suffix: str) -> list[str]:
-        """The work-tree paths of the non-directory entries below the walked directory
-        whose names end with ``suffix``."""
-        out = []
+    def directories(self) -> Iterator[WalkDir]:
+        """Every directory walked: the top one first, then always the one pushed last
+        (the order :meth:`fingerprint` digests them in)."""
         stack = [self.top] if self.top is not None else []
         while stack:
             d = stack.pop()
-            out += [f"{d.rel}/{row[0]}" for row in d.rows if row[0].endswith(suffix)]
+            yield d
             stack.extend(d.dirs)
-        return sorted(out)
+
+    def paths_ending(self, suffix: str) -> list[str]:
+        """The work-tree paths of the non-directory entries below the walked directory
+        whose names end with ``suffix``."""
+        return sorted(f"{d.rel}/{row[0]}" for d in self.directories() for row in d.rows
+                      if row[0].endswith(suffix))
 
     def fingerprint(self, salt: bytes) -> bytes:
         """A digest of every row, directory by directory, and of ``salt`` (whatever else
@@ -85,11 +90,8 @@ class Walk:
         h = xxhash.xxh3_128(salt)
         pack = msgpack.Packer(unicode_errors="surrogateescape").pack
         h.update(pack((self.rel, self.file, self.litter, self.skipped)))
-        stack = [self.top] if self.top is not None else []
-        while stack:
-            d = stack.pop()
+        for d in self.directories():
             h.update(pack((d.rel, d.dev, d.rows, [s.name for s in d.dirs])))
-            stack.extend(d.dirs)
         self._fingerprints[salt] = digest = h.digest()
         return digest
 
@@ -128,10 +130,9 @@ def walk(root: str, rel: str, *, jobs: int = 1, expect_files: int | None = None)
     return out
 
 
-def _walk_dir(node: WalkDir, out: Walk) -> WalkDir:
+def _walk_dir(node: WalkDir, out: Walk) -> None:
     for child in _list_dir(node, out):  # one descriptor open at a time, however deep
         _walk_dir(child, out)
-    return node
 
 
 def _list_dir(node: WalkDir, out: Walk) -> list[WalkDir]:

@@ -97,7 +97,6 @@ class Worktree(RepoCore):
         memo says the cache holds all of that tree, there is nothing to check or store (a
         re-add of unchanged data does not list the cache)."""
         walked = self._walk(rel, state)
-        started = walked.started_ns
         if adding:
             nested = walked.paths_ending(manifest.SUFFIX)
             if nested:
@@ -108,7 +107,7 @@ class Worktree(RepoCore):
         if (known is not None and memo is not None
                 and self._missing(rel, known, memo, shallow=True) == 0):
             return rel, known, [], 0, tree.Scan(known, shallow=True)
-        scan = self._scan(rel, state, locked=True, started_ns=started, walked=walked)
+        scan = self._scan(rel, state, locked=True, walked=walked)
         root = tree.require(scan.root, rel)
         hashed = len(scan.todo)
         for path, reason in scan.skipped:
@@ -116,7 +115,8 @@ class Worktree(RepoCore):
         self.reporter.begin(f"Adding {rel}", hashed)
         self.store.pack_small = self._packs_small
         try:
-            stored = tree.resolve(scan, store=self.store, state=state, started_ns=started,
+            stored = tree.resolve(scan, store=self.store, state=state,
+                                  started_ns=walked.started_ns,
                                   jobs=self.jobs, progress=self.reporter.advance,
                                   track_exec=self._tracks_exec)
         finally:
@@ -151,7 +151,7 @@ class Worktree(RepoCore):
     def _write_pointer(self, rel: str, root: tree.Node, hashed: int,
                        skipped: list[tuple[str, str]]) -> AddResult:
         kind = tree.root_kind(root)
-        nfiles = root.nfiles if isinstance(root, tree.DirNode) else 1
+        nfiles = tree.file_count(root)
         old = self._pointer_or_none(rel)
         pointer = Pointer(kind, Oid(root.digest), root.size, nfiles,  # type: ignore[arg-type]
                           old.meta if old else {})
@@ -312,8 +312,7 @@ class Worktree(RepoCore):
         pointer_rel = manifest.pointer_path(rel)
         walked = self._walk(rel, state)
         known = self._known_tree(rel, walked, state)
-        if (known is not None and known.digest == pointer.oid.digest
-                and tree.root_kind(known) == pointer.kind):
+        if known is not None and _names(known, pointer):
             missing = self._missing(rel, known, memo, shallow=True)
             if missing is not None:
                 return TargetStatus(rel, pointer_rel, "clean", not_in_cache=missing)
@@ -321,7 +320,7 @@ class Worktree(RepoCore):
         if scan.root is None:
             return TargetStatus(rel, pointer_rel, "deleted")
         self._finish(rel, scan, state)
-        if scan.root.digest == pointer.oid.digest and tree.root_kind(scan.root) == pointer.kind:
+        if _names(scan.root, pointer):
             return TargetStatus(rel, pointer_rel, "clean",
                                 not_in_cache=self._missing(rel, scan.root, memo))
         old = Ref(pointer.kind, pointer.oid.digest, pointer.size)
@@ -380,6 +379,11 @@ class Worktree(RepoCore):
         paths = [manifest.pointer_path(r) for r in rels]
         paths += sorted({os.path.join(os.path.dirname(r), ".gitignore") for r in rels})
         return self.git.commit(message, paths)
+
+
+def _names(root: tree.Node, pointer: Pointer) -> bool:
+    """Whether ``pointer`` names the tree ``root``: its id and kind."""
+    return root.digest == pointer.oid.digest and tree.root_kind(root) == pointer.kind
 
 
 def _memo_key(root: tree.Node) -> bytes:
