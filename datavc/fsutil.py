@@ -129,6 +129,20 @@ def libc() -> Any:
         return None
 
 
+def start_writeback(fd: int) -> bool:
+    """Have the kernel start writing ``fd``'s dirty pages to disk, without waiting for it
+    (Linux ``sync_file_range`` with ``SYNC_FILE_RANGE_WRITE``): the sync barrier that
+    follows then waits for less (git's ``core.fsyncMethod=batch`` does the same). Whether
+    the kernel took it; False, and nothing done, where there is no such call."""
+    import ctypes
+
+    call = getattr(libc(), "sync_file_range", None)
+    if not callable(call):
+        return False
+    zero = ctypes.c_int64(0)  # from offset 0 to the end of the file
+    return bool(call(fd, zero, zero, 2) == 0)  # SYNC_FILE_RANGE_WRITE
+
+
 def sync_barrier(path: str) -> None:
     """Flush everything written to the file system holding ``path`` (one syncfs)."""
     syncfs = getattr(libc(), "syncfs", None)

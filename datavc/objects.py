@@ -668,6 +668,7 @@ def write_pack(tmp_dir: str, objects: list[tuple[bytes, bytes]]) -> str:
             written.append(stem + suffix)
             try:
                 fsutil.write_all(fd, data)
+                fsutil.start_writeback(fd)
             finally:
                 os.close(fd)
     except BaseException:

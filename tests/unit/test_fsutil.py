@@ -69,6 +69,25 @@ def test_sync_barrier_and_fsync_dir_run(tmp_path):
     fsutil.fsync_dir(tmp_path)
 
 
+def test_start_writeback_starts_it_where_the_kernel_can(tmp_path, monkeypatch):
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        fsutil.write_all(fd, b"x" * 100_000)
+        assert fsutil.start_writeback(fd) is (hasattr(fsutil.libc(), "sync_file_range"))
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"x" * 100_000
+    r, w = os.pipe()
+    try:
+        assert fsutil.start_writeback(w) is False  # ESPIPE: refused, not raised
+    finally:
+        os.close(r)
+        os.close(w)
+    monkeypatch.setattr(fsutil, "libc", lambda: None)  # no C library: nothing to call
+    assert fsutil.start_writeback(0) is False
+
+
 def test_write_all_writes_everything(tmp_path):
     fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT)
     try:
