@@ -111,10 +111,11 @@ class Linker:
             crash.point("workspace-tmp-written")
             if not self._link_in(dfd, dir_fd, name):
                 return None
+            st = os.fstat(dfd)  # the inode now at ``name``, its ctime past the link/rename
         finally:
             os.close(dfd)
         crash.point("workspace-replaced")
-        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        return st
 
     def _link_in(self, fd: int, dir_fd: int, name: str) -> bool:
         proc = f"/proc/self/fd/{fd}"

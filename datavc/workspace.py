@@ -35,6 +35,9 @@ class Plan:
     missing: list[str] = field(default_factory=list)
     expect: dict[str, StatKey] = field(default_factory=dict)  # replace only if still so
     verify: set[str] = field(default_factory=set)  # re-hash the object before linking it
+    # writes where something the scan could not read stands (a forced checkout): a directory
+    # there is removed first; every other write's path was seen empty or holding a file
+    unknown: set[str] = field(default_factory=set)
 
 
 def make_plan(rel: str, want: Node, have: Node | None, *, present: set[bytes],
@@ -69,6 +72,7 @@ class _Planner:
             self._remove(rel, have)
         elif rel in self.skipped:
             self.out.conflicts.append(rel)
+            self.out.unknown.add(rel)
         self.out.writes.append((rel, want))
 
     def _want_dir(self, rel: str, want: DirNode, have: Node | None) -> None:
@@ -157,6 +161,7 @@ class Executor:
         packs = (self.store.packs_dir, self.store.packed().names) if packed else ("", [])
         chunks = [(self.root, self.store.objects_dir, self.link_types, parent, list(part),
                    {rel for rel, _, _ in part if rel in plan.verify},
+                   {rel for rel, _, _ in part if rel in plan.unknown},
                    {n.digest: packed[n.digest] for _, n, _ in part if n.digest in packed},
                    packs)
                   for parent, items in by_dir.items()
@@ -188,7 +193,8 @@ class Executor:
 
 def write_group(root: str, objects_dir: str, link_types: tuple[str, ...], parent: str,
                 items: list[tuple[str, FileNode, StatKey | None]],
-                verify: set[str], packed: dict[bytes, int] | None = None,
+                verify: set[str], unknown: set[str],
+                packed: dict[bytes, int] | None = None,
                 packs: tuple[str, list[str]] = ("", [])) -> list[Written]:
     """Place ``items`` (all in directory ``parent``); may run in a worker process.
     ``packed``: where the objects found only in packs are (``PackSet.where`` values; the
@@ -196,6 +202,8 @@ def write_group(root: str, objects_dir: str, link_types: tuple[str, ...], parent
     (only a copy checkout reads packs).
 
     An item with an expected stat is replaced only while the file still has that stat.
+    A directory standing at a path of ``unknown`` (one the scan could not read) is removed
+    first; the plan removed every directory it saw, and looks at no other path again.
     ``copy`` verifies every object as it copies it. ``hardlink``/``symlink`` re-hash each
     object before linking it: an in-place edit of a linked file (after a chmod) corrupts
     the shared object, and such an object must never be linked as if it were sound. The
@@ -214,7 +222,7 @@ def write_group(root: str, objects_dir: str, link_types: tuple[str, ...], parent
                 name = os.path.basename(rel)
                 if expected is not None and _stat_key_at(dfd, name) != expected:
                     continue
-                if _is_dir(dfd, name):
+                if rel in unknown and _is_dir(dfd, name):
                     _rmtree(dfd, name)
                 if linker.current in ("hardlink", "symlink") or (
                         expected is None and rel in verify and linker.current != "copy"):
@@ -234,13 +242,16 @@ PREFETCH = 64
 
 
 def _prefetch(linker: Linker, digests: list[bytes], packed: dict[bytes, Packed]) -> None:
-    """Ask the kernel to read the next objects ahead, so cold reads overlap."""
+    """Ask the kernel to read the next objects ahead, so cold reads overlap: one request
+    per run of neighbouring objects of a pack (they lie in the order they were added, and
+    are mostly wanted in that order), one per loose object file."""
+    spans = sorted((at.pack, at.offset, at.offset + at.size)
+                   for at in (packed.get(d) for d in digests) if at is not None)
+    for pack, start, end in _runs(spans):
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(linker.pack_fd(pack), start, end - start, os.POSIX_FADV_WILLNEED)
     for digest in digests:
-        at = packed.get(digest)
-        if at is not None:
-            with contextlib.suppress(OSError):
-                os.posix_fadvise(linker.pack_fd(at.pack), at.offset, at.size,
-                                 os.POSIX_FADV_WILLNEED)
+        if digest in packed:
             continue
         try:
             fd = os.open(object_path(linker.objects_dir, digest), os.O_RDONLY | os.O_CLOEXEC)
@@ -252,6 +263,21 @@ def _prefetch(linker: Linker, digests: list[bytes], packed: dict[bytes, Packed])
             pass
         finally:
             os.close(fd)
+
+
+RUN_GAP = 64 << 10  # objects this close in one pack are read ahead as one span
+
+
+def _runs(spans: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+    """Sorted ``(pack, start, end)`` spans merged where they overlap or lie at most RUN_GAP
+    apart in the same pack."""
+    out: list[tuple[str, int, int]] = []
+    for pack, start, end in spans:
+        if out and out[-1][0] == pack and start - out[-1][2] <= RUN_GAP:
+            out[-1] = (pack, out[-1][1], max(end, out[-1][2]))
+        else:
+            out.append((pack, start, end))
+    return out
 
 
 def _stat_key_at(dfd: int, name: str) -> StatKey | None:

@@ -99,6 +99,13 @@ def test_unreadable_things_in_the_way_are_conflicts():
     assert plan(d(a=f(F1)), d(a=f(F1)), skipped=["d/link"]).conflicts == ["d/link"]
 
 
+def test_only_writes_over_unreadable_things_are_unknown():
+    # the plan saw every other write's path empty or holding a file: nothing to look at again
+    assert plan(d(a=f(F1), b=f(F2), c=f(F3)), d(b=f(F1), c=d(x=f(F1))),
+                skipped=["d/a"]).unknown == {"d/a"}
+    assert plan(d(a=f(F1), s=d(b=f(F2))), None).unknown == set()
+
+
 def test_skipped_paths_inside_a_removed_directory_are_conflicts():
     p = plan(d(), d(x=d(a=f(F1))), skipped=["d/x/fifo"])
     assert p.conflicts == ["d/x/fifo"]
@@ -157,6 +164,33 @@ def test_checkout_refuses_to_lose_uncached_edits(repo, scm):
     assert (scm / "data/new").exists()
     repo.checkout(["data"], force=True)
     assert read_tree(scm / "data") == {"a": b"one", "b": b"two"}
+
+
+def test_forced_checkout_replaces_a_fifo_and_records_what_lstat_sees(repo, scm):
+    from datavc.objects import stat_key
+
+    gen(scm, {"data": {"a": "one", "s": {"b": "two"}}})
+    repo.add(["data"])
+    shutil.rmtree(scm / "data")
+    (scm / "data").mkdir()
+    os.mkfifo(scm / "data/a")
+    with pytest.raises(CheckoutConflictError):
+        repo.checkout(["data"])
+    repo.checkout(["data"], force=True)
+    assert read_tree(scm / "data") == {"a": b"one", "s": {"b": b"two"}}
+    state = repo._state()
+    for rel in ("data/a", "data/s/b"):  # the key taken from the open file, after its link
+        assert state.get(rel, stat_key(os.lstat(scm / rel))) is not None
+
+
+def test_read_ahead_runs_merge_neighbours_of_one_pack_only():
+    from datavc.workspace import RUN_GAP, _runs
+
+    spans = sorted([("p", 0, 10), ("p", 10, 20), ("p", 5, 8), ("p", 20 + RUN_GAP, 30 + RUN_GAP),
+                    ("p", 31 + 2 * RUN_GAP, 40 + 2 * RUN_GAP), ("q", 40, 50)])
+    assert _runs(spans) == [("p", 0, 30 + RUN_GAP), ("p", 31 + 2 * RUN_GAP, 40 + 2 * RUN_GAP),
+                            ("q", 40, 50)]
+    assert _runs([]) == []
 
 
 def _plant_symlink(repo, scm, tmp_path):
