@@ -5,7 +5,9 @@ Scenarios (pick with --only):
   add       `add data` of the small-file tree into a fresh repo
   status    `status` right after that add (nothing changed)
   readd     `add data` again with nothing changed
-  checkout  delete data/ entirely, then `checkout`
+  checkout  move data/ aside, then `checkout` into the empty workspace; then again right
+            after `rm -rf data` (row "checkout (after rm)": ext4 without a journal makes
+            creating files slow for minutes after a mass delete)
   big       `add big.bin` of one big file into a fresh repo
 
 Every timed command starts after `sync` + drop_caches (cold); status and re-add are also
@@ -343,6 +345,7 @@ class Bench:
     drop_failed: bool = False
     slept: int = 0
     remote: RemoteRun | None = None
+    trash: list[Path] = field(default_factory=list)  # deleted after the stage's last run
 
     def settle(self, after_delete: bool = False) -> None:
         """sync + drop the page cache so the next command starts cold."""
@@ -355,6 +358,26 @@ class Bench:
             if after_delete:
                 time.sleep(60)
                 self.slept += 1
+
+    def discard(self, path: Path) -> None:
+        """Set ``path`` aside (a rename) for :meth:`empty_trash`: on this ext4 (no journal),
+        creating many files right after many were deleted is several times slower for
+        minutes (the allocator skips inodes freed in the last 60 s, 360 s once their inode
+        table block is dirty again, and rescans them for every new file; sync + drop_caches
+        does not help, because the creates read those blocks back). So no timed run may
+        follow a mass delete unless that is what it measures: pulls got 40-60 % slower after
+        the previous clone's delete, for both tools, and the order of runs decided by how
+        much."""
+        if path.exists():
+            aside = self.workdir / "trash" / str(len(self.trash))
+            aside.parent.mkdir(exist_ok=True)
+            path.rename(aside)
+            self.trash.append(aside)
+
+    def empty_trash(self) -> None:
+        for path in self.trash:
+            shutil.rmtree(path, ignore_errors=True)
+        self.trash.clear()
 
     def log_path(self, row: str, tool: Tool) -> Path:
         """Stem of the command's logs: stdout goes to .out, stderr to .err."""
@@ -444,7 +467,10 @@ def run_small(bench: Bench, wanted: list[str], src: Path) -> None:
             _cold_and_warm(bench, live, repos, step, cmd)
     if "checkout" in wanted:
         for tool in live:
-            _checkout(bench, tool, repos[tool.name], expected)
+            _checkout(bench, tool, repos[tool.name], expected, "checkout")
+        for tool in live:
+            _checkout(bench, tool, repos[tool.name], expected, "checkout (after rm)")
+        bench.empty_trash()
 
 
 def _cold_and_warm(bench: Bench, live: list[Tool], repos: dict[str, Path], step: str,
@@ -457,11 +483,18 @@ def _cold_and_warm(bench: Bench, live: list[Tool], repos: dict[str, Path], step:
             bench.run(f"{step} (warm)", tool, repos[tool.name], cmd, cold=False)
 
 
-def _checkout(bench: Bench, tool: Tool, repo: Path, expected: tuple[int, int]) -> None:
-    sh(["rm", "-rf", str(repo / "data")])
+def _checkout(bench: Bench, tool: Tool, repo: Path, expected: tuple[int, int],
+              row: str) -> None:
+    """Time ``checkout`` into an empty workspace: ``data/`` moved aside (row ``checkout``),
+    or deleted right before (``checkout (after rm)``: what this disk does to any tool that
+    creates 100k files right after 100k were deleted, see :meth:`Bench.discard`)."""
+    if row == "checkout":
+        bench.discard(repo / "data")
+    else:
+        sh(["rm", "-rf", str(repo / "data")])
     bench.settle(after_delete=True)
-    bench.run("checkout", tool, repo, ["checkout"], cold=False)
-    res = bench.rows["checkout"][tool.name]
+    bench.run(row, tool, repo, ["checkout"], cold=False)
+    res = bench.rows[row][tool.name]
     got = count_tree(repo / "data")
     if res.ok and got != expected:
         res.error = (f"checkout exited 0 but restored {got[0]} files / {got[1]} B; "
@@ -818,24 +851,6 @@ class RemoteRun:
     moved: dict[str, dict[str, Transfer]] = field(default_factory=dict)  # row -> tool ->
     ceilings: dict[str, dict[str, float]] = field(default_factory=dict)  # row -> raw rates
     clones: int = 0
-    trash: list[Path] = field(default_factory=list)  # deleted after the stage's last run
-
-    def discard(self, path: Path) -> None:
-        """Set ``path`` aside (a rename) for :meth:`empty_trash`: on this disk, creating
-        many files right after many were deleted is several times slower for minutes, so no
-        timed run may follow a mass delete (pulls got 40-60 % slower after the previous
-        clone's delete, for both tools, and the order of runs decided by how much)."""
-        if path.exists():
-            aside = self.bench.workdir / "trash" / str(len(self.trash))
-            aside.parent.mkdir(exist_ok=True)
-            path.rename(aside)
-            self.trash.append(aside)
-
-    def empty_trash(self) -> None:
-        for path in self.trash:
-            shutil.rmtree(path, ignore_errors=True)
-        self.trash.clear()
-
     def remote_dir(self, tool: str, dataset: str) -> Path:
         return self.bench.workdir / "remotes" / f"{tool}-{dataset}"
 
@@ -947,7 +962,7 @@ def wipe_remotes(rr: RemoteRun, dataset: str, kind: str, tools: list[Tool]) -> N
         rr.moto.reset([BUCKET[t.name] for t in tools])
     else:
         for tool in tools:
-            rr.discard(rr.remote_dir(tool.name, dataset))
+            rr.bench.discard(rr.remote_dir(tool.name, dataset))
     rr.bench.settle()
 
 
@@ -1022,8 +1037,8 @@ def run_stage(rr: RemoteRun, stage: str) -> None:
         rr.moto.reset([])
     if not bench.args.keep:
         for tool in live:
-            rr.discard(rr.remote_dir(tool.name, dataset))
-    rr.empty_trash()
+            rr.bench.discard(rr.remote_dir(tool.name, dataset))
+    rr.bench.empty_trash()
     bench.settle(after_delete=True)
 
 
@@ -1043,7 +1058,7 @@ def one_run(rr: RemoteRun, row: str, tool: Tool, op: str, dataset: str, kind: st
                          f"{got[2][:16]}, expected {expected[0]} / {expected[1]} / "
                          f"{expected[2][:16]}")
     if not rr.bench.args.keep:
-        rr.discard(clone)  # deleted after the stage: no timed run follows a mass delete
+        rr.bench.discard(clone)  # deleted after the stage: no timed run follows a mass delete
     return res
 
 
@@ -1270,6 +1285,7 @@ LABELS = {
     "readd": "c. re-add, nothing changed (cold)",
     "readd (warm)": "c. re-add, nothing changed (warm)",
     "checkout": "d. checkout into empty workspace (cold)",
+    "checkout (after rm)": "d. checkout right after `rm -rf data` (cold)",
     "big": "e. add one {size} file (cold)",
 }
 
