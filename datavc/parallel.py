@@ -75,25 +75,35 @@ def run_chunks(fn: Callable[..., list[T]], chunks: Sequence[tuple[Any, ...]], *,
                 raise
     if not pool or jobs <= 1 or len(chunks) < 2:
         return collect(fn(*chunk) for chunk in chunks)
-    import multiprocessing  # here: a command that runs no pool does not pay for them
-    from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
-    ctx = multiprocessing.get_context(START_METHOD)
-    if START_METHOD == "forkserver":
-        ctx.set_forkserver_preload(["datavc.parallel", "datavc.workspace"])
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_signals,
-                             initargs=(os.getpid(),)) as executor:
+    with _process_pool(jobs) as executor:
         futures = [executor.submit(fn, *chunk) for chunk in chunks]
         try:
             return collect(fut.result() for fut in futures)
         except BrokenProcessPool:
-            raise DatavcError("a worker process died unexpectedly (out of memory or killed?)",
-                              hint="run the command again; `[cache] jobs = 1` in "
-                                   ".datavc/config.toml uses less memory") from None
+            raise _worker_died() from None
         except BaseException:
             executor.shutdown(wait=False, cancel_futures=True)
             raise
+
+
+def _process_pool(jobs: int) -> Any:
+    """A ``ProcessPoolExecutor`` of ``jobs`` workers set up by :func:`_worker_signals`."""
+    import multiprocessing  # here: a command that runs no pool does not pay for them
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context(START_METHOD)
+    if START_METHOD == "forkserver":
+        ctx.set_forkserver_preload(["datavc.parallel", "datavc.workspace"])
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_signals,
+                               initargs=(os.getpid(),))
+
+
+def _worker_died() -> DatavcError:
+    return DatavcError("a worker process died unexpectedly (out of memory or killed?)",
+                       hint="run the command again; `[cache] jobs = 1` in "
+                            ".datavc/config.toml uses less memory")
 
 
 def _worker_signals(owner: int) -> None:
@@ -185,16 +195,134 @@ def hash_files(paths: list[str], *, store: ObjectStore | None, jobs: int,
     objects_dir = store.objects_dir if store else ""
     tmp_dir = store.tmp_dir if store else None
     # packs only while the cache's own reader will read them all (pack.MAX_PACKED)
-    packing = store is not None and store.pack_small and (
-        len(store.packed().where) + len(paths) <= pack.MAX_PACKED)
+    packing = store is not None and _may_pack(store, len(paths))
     chunks = [(list(c), objects_dir, tmp_dir, packing) for c in split(paths, jobs)]
     results = run_chunks(_hash_chunk, chunks, jobs=jobs, pool=worth_a_pool(paths),
                          measure=lambda part: (len(part), sum(r.size for r in part)),
                          progress=progress)
     if store is not None:
-        store.pending.extend(r.tmp for r in results if r.tmp)
-        _keep_new_packs(store, results)
+        _keep_staged(store, results)
     return results
+
+
+def _keep_staged(store: ObjectStore, results: list[Stored]) -> None:
+    """Record in ``store`` the temps and packs that hashing ``results`` staged."""
+    store.pending.extend(r.tmp for r in results if r.tmp)
+    _keep_new_packs(store, results)
+
+
+def _may_pack(store: ObjectStore, more: int) -> bool:
+    """Whether ``more`` objects may go into packs: only while the cache's own reader will
+    read them all (pack.MAX_PACKED), counting the packs staged in this operation too."""
+    staged = sum(len(d) for d in store.pending_packs.values())
+    return store.pack_small and (len(store.packed().where) + staged + more <= pack.MAX_PACKED)
+
+
+class Prehash:
+    """Hashing that starts while a walk is still listing directories (a first ``add``:
+    the walk's inode reads and the workers' data reads then share the disk, and a cold
+    100k-file add no longer waits for the whole walk before the first read).
+
+    :meth:`feed` takes each directory's files, with their sizes, as the walk lists them;
+    every PREHASH_CHUNK files or PREHASH_BYTES, worker processes get a chunk to hash and
+    stage (as :func:`hash_files` does). :meth:`finish` sends what is left, split among the
+    workers, and returns what was hashed, by absolute path, with everything staged recorded
+    in the store as pending; when too little came for a pool to pay (as
+    :func:`worth_a_pool` judges) and none was started, it returns nothing and the caller
+    hashes the files as usual. :meth:`abandon` (on any failure before ``finish``) stops the
+    workers and removes whatever they staged."""
+
+    def __init__(self, store: ObjectStore, jobs: int) -> None:
+        self.store, self.jobs = store, jobs
+        self.waiting: list[str] = []
+        self.waiting_bytes = 0
+        self.sent: list[tuple[list[str], Any]] = []  # (paths, future)
+        self.count = self.total = 0
+        self.pool: Any = None
+
+    def feed(self, files: list[tuple[str, int]]) -> None:
+        for path, size in files:
+            self.waiting.append(path)
+            self.waiting_bytes += size
+            if len(self.waiting) >= PREHASH_CHUNK or self.waiting_bytes >= PREHASH_BYTES:
+                self._send(self.waiting)
+                self.waiting, self.waiting_bytes = [], 0
+
+    def _send(self, paths: list[str]) -> None:
+        from concurrent.futures.process import BrokenProcessPool
+
+        store = self.store
+        if self.pool is None:
+            self.pool = _process_pool(self.jobs)
+        self.count += len(paths)
+        packing = _may_pack(store, self.count)
+        try:
+            fut = self.pool.submit(_hash_chunk, paths, store.objects_dir, store.tmp_dir,
+                                   packing)
+        except BrokenProcessPool:  # a worker died (out of memory?) while the walk went on
+            self.abandon()
+            raise _worker_died() from None
+        self.sent.append((paths, fut))
+
+    def finish(self, progress: Progress | None = None) -> dict[str, Stored]:
+        from concurrent.futures.process import BrokenProcessPool
+
+        done: dict[str, Stored] = {}
+        try:
+            if self.pool is None and self.count + len(self.waiting) < MIN_FILES_FOR_POOL \
+                    and self.waiting_bytes < MIN_BYTES_FOR_POOL:
+                return {}
+            # what is left, in chunks sized as :func:`split` sizes them for all the files
+            # fed (so an add of a few hundred files is chunked, and packed, as before)
+            size = max(16, min(PREHASH_CHUNK, (self.count + len(self.waiting)) // (self.jobs * 8)))
+            for i in range(0, len(self.waiting), size):
+                self._send(self.waiting[i:i + size])
+            self.waiting = []
+            for paths, fut in self.sent:
+                results = fut.result()
+                done.update(zip(paths, results, strict=True))
+                if progress:
+                    progress(len(results), sum(r.size for r in results))
+        except BrokenProcessPool:
+            self.abandon()
+            raise _worker_died() from None
+        except BaseException:
+            self.abandon()
+            raise
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
+        self.sent = []
+        _keep_staged(self.store, list(done.values()))
+        return done
+
+    def abandon(self) -> None:
+        """Stop the workers at once (a chunk they are on is not finished) and remove what
+        finished chunks staged; nothing was recorded in the store. A chunk cut short leaves
+        temps that the next command's clearing of the staging area removes (the repo lock
+        is held until then)."""
+        pool, self.pool = self.pool, None
+        if pool is None:
+            return
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            with contextlib.suppress(Exception):  # workers only ever write into tmp/
+                proc.terminate()
+        with contextlib.suppress(Exception):
+            pool.shutdown(wait=True, cancel_futures=True)
+        for _, fut in self.sent:
+            if not fut.done() or fut.cancelled() or fut.exception() is not None:
+                continue
+            for r in fut.result():
+                if r.pack:
+                    discard_pack(r.pack)
+                if r.tmp:
+                    with contextlib.suppress(OSError):
+                        os.unlink(r.tmp)
+        self.sent = []
+
+
+PREHASH_CHUNK = 1024
+PREHASH_BYTES = 64 << 20  # a chunk of big files is closed sooner: every worker gets some
 
 
 def _keep_new_packs(store: ObjectStore, results: list[Stored]) -> None:
@@ -286,6 +414,10 @@ def _hash_chunk(paths: list[str], objects_dir: str, tmp_dir: str | None,
     except BaseException:
         if packer is not None:
             packer.discard()
+        for r in out:  # loose temps this chunk wrote: no one else knows of them
+            if r.tmp:
+                with contextlib.suppress(OSError):
+                    os.unlink(r.tmp)
         raise
     return out
 

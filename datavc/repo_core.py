@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import stat
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Self
 
@@ -163,9 +163,12 @@ class RepoCore:
                      jobs=self.jobs, track_exec=self._tracks_exec)
         return scan
 
-    def _walk(self, rel: str, state: StatCache) -> Walk:
-        """One ``lstat`` pass over ``rel``, in two processes when it held many files."""
-        return walk(self.root, rel, jobs=self.jobs, expect_files=state.last_files(rel))
+    def _walk(self, rel: str, state: StatCache,
+              feed: Callable[[list[tuple[str, int]]], None] | None = None) -> Walk:
+        """One ``lstat`` pass over ``rel``, in two processes when it held many files (or in
+        this one, handing ``feed`` each directory's files as it goes)."""
+        return walk(self.root, rel, jobs=self.jobs, expect_files=state.last_files(rel),
+                    feed=feed)
 
     @property
     def _memo_salt(self) -> bytes:

@@ -145,19 +145,35 @@ def _cache_link(path: str, rel: str, out: Scan, objs: str) -> FileNode | None:
 
 def resolve(scan_: Scan, *, store: ObjectStore | None, state: StatCache, started_ns: int,
             jobs: int, progress: Callable[[int, int], None] | None = None,
-            track_exec: bool = True) -> list[tuple[str, Stored]]:
+            track_exec: bool = True,
+            early: dict[str, Stored] | None = None) -> list[tuple[str, Stored]]:
     """Hash the files the stat cache did not know; with ``store``, also stage them there
     (pending until :func:`datavc.parallel.publish`). Returns what was hashed.
+
+    ``early``: files hashed (and staged, and counted in ``progress``) while the walk ran
+    (:class:`datavc.parallel.Prehash`), by absolute path; one is taken as it is when it was
+    read at the stat the walk saw, else hashed again.
 
     Without ``track_exec`` (hardlink/symlink caches, whose files are the read-only cache
     objects) every file is recorded as not executable.
     """
     if not scan_.todo:
         return []
-    paths = [abs_path for _, abs_path, _, _ in scan_.todo]
-    results: list[Stored] = hash_files(paths, store=store, jobs=jobs, progress=progress)
+    results: list[Stored | None] = [None] * len(scan_.todo)
+    if early:
+        for i, (_, abs_path, _, key) in enumerate(scan_.todo):
+            res = early.get(abs_path)
+            if res is not None and res.stat == key:
+                results[i] = res
+    rest = [i for i, r in enumerate(results) if r is None]
+    if rest:
+        again = hash_files([scan_.todo[i][1] for i in rest], store=store, jobs=jobs,
+                           progress=progress)
+        for i, res in zip(rest, again, strict=True):
+            results[i] = res
     hashed = []
     for (rel, _, node, key), res in zip(scan_.todo, results, strict=True):
+        assert res is not None
         if res.stat != key:  # changed since the walk: its id is not the walk's file's
             scan_.memo_ok = False
         node.digest, node.size = res.digest, res.size

@@ -19,7 +19,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -100,8 +100,13 @@ PARALLEL_MIN_FILES = 20_000  # below this, a second process costs more than it s
 PARALLEL_MIN_DIRS = 16  # for a tree of unknown size: enough directories to share
 
 
-def walk(root: str, rel: str, *, jobs: int = 1, expect_files: int | None = None) -> Walk:
+def walk(root: str, rel: str, *, jobs: int = 1, expect_files: int | None = None,
+         feed: Callable[[list[tuple[str, int]]], None] | None = None) -> Walk:
     """Walk work-tree path ``rel`` below ``root``: one ``lstat`` per entry.
+
+    With ``feed``, the walk stays in this process and hands ``feed`` the absolute path and
+    size of each directory's regular files as soon as it has listed them (so hashing can
+    start while the walk goes on).
 
     With ``jobs`` > 1, a forked process walks half of the subdirectories (on a warm cache
     the ``lstat`` calls are most of the time, and two processes halve it; threads do not,
@@ -119,9 +124,9 @@ def walk(root: str, rel: str, *, jobs: int = 1, expect_files: int | None = None)
         raise from_oserror(exc, rel, "read") from exc
     if stat.S_ISDIR(st.st_mode):
         out.top = WalkDir(os.path.basename(rel), path, rel, st.st_dev)
-        if jobs < 2 or not _can_fork() or (expect_files is not None
-                                            and expect_files < PARALLEL_MIN_FILES):
-            _walk_dir(out.top, out)
+        if feed is not None or jobs < 2 or not _can_fork() or (
+                expect_files is not None and expect_files < PARALLEL_MIN_FILES):
+            _walk_dir(out.top, out, feed)
         else:
             _walk_split(out.top, out, 2 if expect_files is not None else PARALLEL_MIN_DIRS)
     else:
@@ -130,9 +135,16 @@ def walk(root: str, rel: str, *, jobs: int = 1, expect_files: int | None = None)
     return out
 
 
-def _walk_dir(node: WalkDir, out: Walk) -> None:
-    for child in _list_dir(node, out):  # one descriptor open at a time, however deep
-        _walk_dir(child, out)
+def _walk_dir(node: WalkDir, out: Walk,
+              feed: Callable[[list[tuple[str, int]]], None] | None = None) -> None:
+    children = _list_dir(node, out)  # one descriptor open at a time, however deep
+    if feed is not None:
+        files = [(f"{node.path}/{row[0]}", row[4]) for row in node.rows
+                 if stat.S_ISREG(row[1])]
+        if files:
+            feed(files)
+    for child in children:
+        _walk_dir(child, out, feed)
 
 
 def _list_dir(node: WalkDir, out: Walk) -> list[WalkDir]:

@@ -10,7 +10,7 @@ from .errors import DatavcError, InvalidInputError, ObjectMissingError, UnsafePa
 from .hashing import Oid
 from .manifest import Pointer
 from .objects import Stored
-from .parallel import publish
+from .parallel import Prehash, publish
 from .repo_core import RepoCore
 from .results import AddResult, CheckoutResult, CommitResult, TargetStatus
 from .state import PresenceMemo, StatCache, now_ns
@@ -96,31 +96,42 @@ class Worktree(RepoCore):
         When the stat cache knew every file, the tree's id comes first: if the presence
         memo says the cache holds all of that tree, there is nothing to check or store (a
         re-add of unchanged data does not list the cache)."""
-        walked = self._walk(rel, state)
-        if adding:
-            nested = walked.paths_ending(manifest.SUFFIX)
-            if nested:
-                raise DatavcError(
-                    f"'{rel}' overlaps '{manifest.target_of(nested[0])}', which is tracked "
-                    "separately", hint="track a directory or the paths inside it, not both")
-        known = self._known_tree(rel, walked, state) if memo is not None else None
-        if (known is not None and memo is not None
-                and self._missing(rel, known, memo, shallow=True) == 0):
-            return rel, known, [], 0, tree.Scan(known, shallow=True)
-        scan = self._scan(rel, state, locked=True, walked=walked)
-        root = tree.require(scan.root, rel)
-        hashed = len(scan.todo)
-        for path, reason in scan.skipped:
-            self.reporter.warn(f"not tracked: '{path}' ({reason})")
-        self.reporter.begin(f"Adding {rel}", hashed)
-        self.store.pack_small = self._packs_small
+        prehash = self._prehash(rel, state) if adding else None
         try:
-            stored = tree.resolve(scan, store=self.store, state=state,
-                                  started_ns=walked.started_ns,
-                                  jobs=self.jobs, progress=self.reporter.advance,
-                                  track_exec=self._tracks_exec)
-        finally:
-            self.reporter.end()
+            walked = self._walk(rel, state, feed=prehash.feed if prehash else None)
+            if adding:
+                nested = walked.paths_ending(manifest.SUFFIX)
+                if nested:
+                    raise DatavcError(
+                        f"'{rel}' overlaps '{manifest.target_of(nested[0])}', which is "
+                        "tracked separately",
+                        hint="track a directory or the paths inside it, not both")
+            known = self._known_tree(rel, walked, state) if memo is not None else None
+            if (known is not None and memo is not None
+                    and self._missing(rel, known, memo, shallow=True) == 0):
+                if prehash is not None:
+                    prehash.abandon()
+                return rel, known, [], 0, tree.Scan(known, shallow=True)
+            scan = self._scan(rel, state, locked=True, walked=walked)
+            root = tree.require(scan.root, rel)
+            hashed = len(scan.todo)
+            for path, reason in scan.skipped:
+                self.reporter.warn(f"not tracked: '{path}' ({reason})")
+            self.reporter.begin(f"Adding {rel}", hashed)
+            self.store.pack_small = self._packs_small
+            try:
+                early = (prehash.finish(self.reporter.advance) if prehash is not None
+                         else None)
+                stored = tree.resolve(scan, store=self.store, state=state,
+                                      started_ns=walked.started_ns,
+                                      jobs=self.jobs, progress=self.reporter.advance,
+                                      track_exec=self._tracks_exec, early=early)
+            finally:
+                self.reporter.end()
+        except BaseException:
+            if prehash is not None:
+                prehash.abandon()  # after finish(), nothing: the store has what it staged
+            raise
         if not hashed and memo is not None:
             self._finish(rel, scan, state)
             if memo.get(_memo_key(root)) == 0:
@@ -131,6 +142,17 @@ class Worktree(RepoCore):
         stored += restored
         self._finish(rel, scan, state, self.store)
         return rel, root, stored, hashed, scan
+
+    def _prehash(self, rel: str, state: StatCache) -> Prehash | None:
+        """Hashing to start during the walk, for a first add of a directory that may be
+        big: nothing is known of ``rel`` (no pointer, no tree memo), worker processes are
+        allowed, and the walk would otherwise run alone first."""
+        if (self.jobs < 2 or state.last_files(rel) is not None
+                or os.path.lexists(os.path.join(self.root, manifest.pointer_path(rel)))
+                or not os.path.isdir(os.path.join(self.root, rel))):
+            return None
+        self.store.pack_small = self._packs_small
+        return Prehash(self.store, self.jobs)
 
     def _ensure_objects(self, rel: str, root: tree.Node, *,
                         just_stored: set[bytes]) -> list[tuple[str, Stored]]:

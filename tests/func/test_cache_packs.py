@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,12 +28,14 @@ from tests.func.helpers import (
     ok,
     set_link_types,
     tmp_files,
+    wipe_cache,
 )
 from tests.func.test_transfer import clone_of, dir_remote
 
-# 1,199 small files and a big one: on 2 jobs, 16 chunks of 75 files, each of them a pack
-# (64 or more new small objects per chunk); a few duplicates, an empty file, and the big
-# file, which stays loose
+# 1,199 small files and a big one: on 2 jobs, each chunk with 64 or more new small objects
+# is a pack (a first add hashes during its walk, a chunk of 1,024, then the rest in chunks
+# of 74: three packs; a later add in 16 chunks of 75); a few duplicates, an empty
+# file, and the big file, which stays loose
 FILES = 1199
 BIG = 2 << 20
 
@@ -245,8 +248,8 @@ def test_touched_files_with_one_change_do_not_pack_their_objects_twice(root, run
 
 def test_push_reads_many_cache_packs_with_few_descriptors(root, run, tmp_path):
     use_jobs(root)
-    for i in range(4):  # four adds: 64 cache packs, each push group touches most of them
-        make_data(root / "data", seed=10 + i)
+    for i in range(5):  # five adds: 67 cache packs, each push group touches most of them
+        make_data(root / "data", seed=10 + i)  # (3 from the first add, 16 from each other)
         ok(run("add", "data"))
     assert len(packs_of(root)) >= 60
     dir_remote(root, run, tmp_path, pack=True)
@@ -279,3 +282,39 @@ def test_an_add_that_would_pass_the_readers_limit_stores_loose(root, run, added,
     assert set(packs_of(root)) == before
     assert repo.read_bytes("more/d1/f00001.bin") == more["d1/f00001.bin"]
     assert repo.read_bytes("data/d1/f00001.bin") == added["d1/f00001.bin"]
+
+
+def test_a_first_add_hashing_during_its_walk_records_what_one_job_records(root, run, tmp_path):
+    files = make_data(root / "data")
+    use_jobs(root, jobs=1)
+    ok(run("add", "data"))
+    one_job = (root / "data.datavc").read_text()
+    (root / "data.datavc").unlink()  # a first add again, now on two jobs: nothing known
+    wipe_cache(root)
+    for where in (".datavc/state", ".datavc/cache/packs"):
+        shutil.rmtree(root / where, ignore_errors=True)
+    use_jobs(root, jobs=2)
+    ok(run("add", "data"))
+    assert (root / "data.datavc").read_text() == one_job
+    assert len(packs_of(root)) == 3  # hashed during the walk: 1,024 files, then 74, 74, 28
+    assert tmp_files(root / ".datavc/cache/tmp") == []
+    assert json.loads(ok(run("status", "--json")).out)[0]["state"] == "clean"
+    assert ok(run("fsck", "--read-data")).out.startswith("OK")
+    for path in list((root / "data").rglob("*.bin"))[::5]:
+        path.unlink()
+    ok(run("checkout"))
+    assert {str(p.relative_to(root / "data")): p.read_bytes()
+            for p in (root / "data").rglob("*") if p.is_file()} == files
+
+
+def test_a_first_add_failing_after_its_walk_leaves_nothing_staged(root, run):
+    use_jobs(root)
+    make_data(root / "data")
+    (root / "data/d3/zz").mkdir()
+    (root / "data/d3/zz/inner").write_text("tracked on its own")
+    ok(run("add", "data/d3/zz/inner"))
+    r = fails(run("add", "data"), 1)  # the workers hashed during the walk; then this
+    assert "'data' overlaps 'data/d3/zz/inner'" in r.err
+    assert tmp_files(root / ".datavc/cache/tmp") == []
+    assert not (root / "data.datavc").exists()
+    assert packs_of(root) == {}

@@ -10,6 +10,7 @@ import pytest
 from datavc import parallel
 from datavc.errors import DatavcError
 from datavc.hashing import Oid, hash_bytes
+from datavc.objects import stat_key
 from datavc.parallel import hash_files, publish
 from tests.unit.stores import staged
 
@@ -248,3 +249,123 @@ def test_threads_run_at_most_max_threads_chunks_at_once():
                               threads=True, measure=lambda part: (0, 0))
     assert out == list(range(40))
     assert 1 < peak[0] <= parallel.MAX_THREADS
+
+
+@pytest.fixture
+def plain_store(tmp_path):
+    from datavc.objects import ObjectStore
+
+    s = ObjectStore(str(tmp_path / "plain-cache"))
+    s.ensure_layout()
+    s.pack_small = True
+    return s
+
+
+def sized(paths):
+    return [(p, os.path.getsize(p)) for p in paths]
+
+
+def test_prehash_hashes_what_it_is_fed_in_workers_and_stages_it(files, plain_store, pool,
+                                                                 monkeypatch):
+    monkeypatch.setattr(parallel, "PREHASH_CHUNK", 7)  # several chunks, the rest at finish
+    early = parallel.Prehash(plain_store, jobs=2)
+    for i in range(0, len(files), 5):  # as a walk hands over directory after directory
+        early.feed(sized(files[i:i + 5]))
+    assert early.pool is not None and len(early.sent) == len(files) // 7  # under way
+    seen = []
+    got = early.finish(lambda n, b: seen.append((n, b)))
+    assert set(got) == set(files)
+    assert [got[p].digest for p in files] == _expected(files)
+    assert [got[p].stat for p in files] == [stat_key(os.stat(p)) for p in files]
+    assert sum(n for n, _ in seen) == len(files)
+    assert sum(b for _, b in seen) == sum(os.path.getsize(p) for p in files)
+    assert len(plain_store.pending) == len(set(_expected(files)))  # recorded, to publish
+    publish(plain_store, jobs=2)
+    assert all(plain_store.has(Oid(d)) for d in _expected(files))
+    assert staged(plain_store.tmp_dir) == []
+
+
+def test_prehash_closes_a_chunk_of_big_files_sooner(files, plain_store, pool, monkeypatch):
+    monkeypatch.setattr(parallel, "PREHASH_BYTES", 1000)
+    early = parallel.Prehash(plain_store, jobs=2)
+    early.feed(sized(files[-10:]))  # 690 bytes and more each: a chunk every two files
+    assert [len(paths) for paths, _ in early.sent] == [2] * 5
+    assert set(early.finish()) == set(files[-10:])
+
+
+def test_prehash_of_too_few_files_starts_no_pool_and_stages_nothing(files, plain_store):
+    early = parallel.Prehash(plain_store, jobs=2)
+    early.feed(sized(files))  # 60 files, fewer than MIN_FILES_FOR_POOL: the caller hashes them
+    assert early.finish() == {} and early.pool is None
+    assert staged(plain_store.tmp_dir) == [] and not plain_store.pending
+
+
+@pytest.fixture
+def many(tmp_path):
+    (tmp_path / "many").mkdir()
+    paths = []
+    for i in range(200):
+        p = tmp_path / "many" / f"m{i:03}"
+        p.write_bytes(f"object {i}".encode() * 3)
+        paths.append(str(p))
+    return paths
+
+
+def test_prehash_packs_chunks_and_finish_records_them(many, plain_store, pool, monkeypatch):
+    monkeypatch.setattr(parallel, "PREHASH_CHUNK", 100)  # 64 or more objects: a pack each
+    early = parallel.Prehash(plain_store, jobs=2)
+    early.feed(sized(many))
+    got = early.finish()
+    assert len(plain_store.pending_packs) == 2 and not plain_store.pending
+    assert sorted(d for ds in plain_store.pending_packs.values() for d in ds) == sorted(
+        r.digest for r in got.values())
+    publish(plain_store, jobs=2)
+    assert all(plain_store.has(Oid(d)) for d in _expected(many))
+
+
+def test_prehash_abandoned_leaves_nothing_staged(many, plain_store, pool, monkeypatch):
+    monkeypatch.setattr(parallel, "PREHASH_CHUNK", 100)
+    early = parallel.Prehash(plain_store, jobs=2)
+    early.feed(sized(many))
+    for _, fut in early.sent:  # both chunks done: their packs are on disk
+        fut.result()
+    assert staged(plain_store.tmp_dir) != []
+    early.abandon()  # e.g. the walk met a nested pointer
+    assert staged(plain_store.tmp_dir) == []
+    assert not plain_store.pending and not plain_store.pending_packs
+    early.abandon()  # twice is harmless
+
+
+def test_prehash_error_in_a_worker_is_raised_by_finish_and_cleans_up(files, plain_store,
+                                                                     pool, monkeypatch):
+    monkeypatch.setattr(parallel, "PREHASH_CHUNK", 7)
+    early = parallel.Prehash(plain_store, jobs=2)
+    early.feed(sized(files))
+    os.unlink(files[-1])  # in the chunk sent at finish(): gone before it is read
+    with pytest.raises(DatavcError, match="f059"):
+        early.finish()
+    assert staged(plain_store.tmp_dir) == [] and not plain_store.pending
+
+
+def test_a_failing_chunk_removes_the_loose_temps_it_wrote(files, plain_store):
+    os.unlink(files[-1])
+    with pytest.raises(DatavcError):
+        parallel._hash_chunk(files, plain_store.objects_dir, plain_store.tmp_dir, False)
+    assert staged(plain_store.tmp_dir) == []
+
+
+def test_a_worker_dead_during_the_walk_is_a_datavc_error(files, plain_store, pool,
+                                                         monkeypatch):
+    import signal
+
+    monkeypatch.setattr(parallel, "PREHASH_CHUNK", 7)
+    early = parallel.Prehash(plain_store, jobs=2)
+    early.feed(sized(files[:7]))
+    early.sent[0][1].result()
+    for proc in early.pool._processes.values():
+        os.kill(proc.pid, signal.SIGKILL)  # out of memory, say
+    with pytest.raises(DatavcError, match="worker process died"):
+        for i in range(7, len(files), 7):  # the walk goes on, then it is over
+            early.feed(sized(files[i:i + 7]))
+        early.finish()
+    assert staged(plain_store.tmp_dir) == [] and early.pool is None

@@ -271,3 +271,22 @@ def test_stored_ids_refuse_deep_nesting_of_empty_directories(store):
         digest = store.add_bytes(listing.encode([_dir_row(b"d", digest, 0, 0)])).digest
     with pytest.raises(InvalidInputError, match="deeper"):
         tree.stored_ids(store, digest, size=0, nfiles=0)
+
+
+def test_resolve_takes_early_results_hashed_at_the_walks_stat_and_rehashes_the_rest(ws, state):
+    from datavc.objects import Stored
+
+    gen(ws, {"d": {"x": "XX", "y": "YY"}})
+    scan = tree.scan(str(ws), "d", state, "")
+    keys = {abs_path: key for _, abs_path, _, key in scan.todo}
+    x, y = str(ws / "d/x"), str(ws / "d/y")
+    fake = b"\x01" * 16  # what a worker said: taken as it is when its stat is the walk's
+    early = {x: Stored(fake, 2, False, keys[x], None),
+             y: Stored(fake, 2, False, keys[y][:-1] + (keys[y][-1] + 1,), None)}
+    seen = []
+    tree.resolve(scan, store=None, state=state, started_ns=time.time_ns(), jobs=1,
+                 early=early, progress=lambda n, b: seen.append((n, b)))
+    files = scan.root.children
+    assert files["x"].digest == fake
+    assert files["y"].digest == hash_bytes(b"YY").digest  # read at another stat: again
+    assert sum(n for n, _ in seen) == 1  # the early ones were counted as they came

@@ -226,3 +226,19 @@ def test_the_child_drops_the_repository_lock(tmp_path, monkeypatch):
     child = os.read(read_end, 100).decode()
     os.close(read_end)
     assert child and int(child) != os.getpid()
+
+
+def test_feed_gets_each_directorys_regular_files_as_listed(tmp_path, monkeypatch):
+    root = make(tmp_path)
+    os.symlink("a.txt", root / "d/link")
+    os.mkfifo(root / "d/s2/fifo")
+    (root / f"d/s3/{TMP_MARK}x").write_text("litter")
+    monkeypatch.setattr(walk_mod, "_can_fork", lambda: True)
+    fed: list[list[tuple[str, int]]] = []
+    w = walk(str(root), "d", jobs=2, expect_files=None, feed=fed.append)
+    assert all(len({os.path.dirname(p) for p, _ in batch}) == 1 for batch in fed)  # per dir
+    assert all(size == os.path.getsize(p) for batch in fed for p, size in batch)
+    got = sorted(p for batch in fed for p, _ in batch)
+    assert got == sorted(str(root / r) for r in ["d/a.txt", "d/s1/b.txt", "d/s1/deep/c.txt",
+                                                 "d/s2/e.txt", "d/s3/f.txt"])
+    assert flat(w) == flat(walk(str(root), "d"))  # the same walk, in this process
