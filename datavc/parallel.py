@@ -206,8 +206,20 @@ def hash_files(paths: list[str], *, store: ObjectStore | None, jobs: int,
 
 
 def _keep_staged(store: ObjectStore, results: list[Stored]) -> None:
-    """Record in ``store`` the temps and packs that hashing ``results`` staged."""
-    store.pending.extend(r.tmp for r in results if r.tmp)
+    """Record in ``store`` the temps and packs that hashing ``results`` staged. A temp of
+    an object that the cache holds in a pack already is removed instead: workers look
+    only for a loose copy, so a file hashed again (one that was racily new when it was
+    added, say) would otherwise be stored a second time, loose."""
+    packed = store.packed() if any(r.tmp for r in results) else None
+    for i, r in enumerate(results):
+        if not r.tmp:
+            continue
+        if packed is not None and r.digest in packed:
+            with contextlib.suppress(OSError):
+                os.unlink(r.tmp)
+            results[i] = r._replace(tmp=None)
+        else:
+            store.pending.append(r.tmp)
     _keep_new_packs(store, results)
 
 

@@ -369,3 +369,23 @@ def test_a_worker_dead_during_the_walk_is_a_datavc_error(files, plain_store, poo
             early.feed(sized(files[i:i + 7]))
         early.finish()
     assert staged(plain_store.tmp_dir) == [] and early.pool is None
+
+
+def test_a_file_hashed_again_is_not_stored_loose_beside_its_packed_object(many, plain_store,
+                                                                          tmp_path):
+    got = parallel._hash_chunk(many[:100], plain_store.objects_dir, plain_store.tmp_dir,
+                               packing=True)  # one chunk of 100 new objects: one pack
+    parallel._keep_staged(plain_store, got)
+    publish(plain_store, jobs=1)
+    assert len(plain_store.packed().where) == 100
+    again = tmp_path / "again"
+    again.write_bytes(Path(many[0]).read_bytes())  # the same bytes, hashed afresh
+    plain_store.pack_small = False  # one file: stored loose by the worker, as for a re-add
+    [res] = hash_files([str(again)], store=plain_store, jobs=1)
+    assert res.digest == got[0].digest and res.tmp is None
+    assert not plain_store.pending and staged(plain_store.tmp_dir) == []
+    [new] = hash_files([many[150]], store=plain_store, jobs=1)  # not packed: staged as ever
+    assert new.tmp and plain_store.pending == [new.tmp]
+    publish(plain_store, jobs=1)
+    assert not os.path.exists(plain_store.path(Oid(got[0].digest)))  # only in its pack
+    assert plain_store.has(Oid(got[0].digest)) and plain_store.has(Oid(new.digest))
