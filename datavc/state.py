@@ -239,23 +239,50 @@ def fanout_stamp(objects_dir: str, started_ns: int) -> bytes | None:
     store is not on a local file system of a known kind (NFS may show another host's
     deletion late, FUSE stores may not update directory mtimes at all: no stamp, no
     memo)."""
+    rows = _fanout_rows(objects_dir)
+    if rows is None or _racy_until(rows) >= started_ns:
+        return None
+    return xxhash.xxh3_128_digest(repr(rows).encode())
+
+
+def settled_fanout_stamp(objects_dir: str, max_wait_ns: int = FINE_WINDOW_NS) -> bytes | None:
+    """:func:`fanout_stamp` for a writer that has just changed the store and still holds
+    the repository lock: when the newest change is too recent to be trusted, wait until it
+    is not (at most ``max_wait_ns``; None if it would take longer). No other datavc writer
+    can change the store meanwhile, and any change after the lock is released comes in a
+    later timestamp tick, so the stamp taken then is as sound as one taken before."""
+    rows = _fanout_rows(objects_dir)
+    if rows is None:
+        return None
+    wait = _racy_until(rows) + 1 - now_ns()
+    if wait > max_wait_ns:
+        return None
+    if wait > 0:
+        time.sleep(wait / 1e9)
+    return fanout_stamp(objects_dir, now_ns())
+
+
+def _fanout_rows(objects_dir: str) -> list[tuple[int, int]] | None:
     if file_system_type(objects_dir) not in LOCAL_FILE_SYSTEMS:
         return None
-    parts = []
+    rows = []
     dirs = [os.path.join(objects_dir, f"{i:02x}") for i in range(256)]
     dirs.append(os.path.join(os.path.dirname(objects_dir), "packs"))  # packs come and go too
     for path in dirs:
         try:
             st = os.stat(path)
         except FileNotFoundError:
-            parts.append((0, 0))
+            rows.append((0, 0))
             continue
         except OSError:
             return None
-        if st.st_mtime_ns >= started_ns - racy_window(st.st_mtime_ns):
-            return None
-        parts.append((st.st_ino, st.st_mtime_ns))
-    return xxhash.xxh3_128_digest(repr(parts).encode())
+        rows.append((st.st_ino, st.st_mtime_ns))
+    return rows
+
+
+def _racy_until(rows: list[tuple[int, int]]) -> int:
+    """The moment from which every mtime in ``rows`` can be trusted."""
+    return max((m + racy_window(m) for _, m in rows if m), default=0)
 
 
 class PresenceMemo:
@@ -289,6 +316,13 @@ class PresenceMemo:
 
     def get(self, root: bytes) -> int | None:
         return self._roots.get(root) if self.stamp is not None else None
+
+    def renew(self, stamp: bytes | None) -> None:
+        """Objects came into the store under this operation: forget every entry, which
+        counted the store as it was, and go on under ``stamp``, taken since (None: keep
+        nothing)."""
+        self.stamp, self._roots = stamp, {}
+        self._dirty = stamp is not None
 
     def put(self, root: bytes, missing: int) -> None:
         if self.stamp is not None and self._roots.get(root) != missing:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from datavc import objects
+from datavc import objects, state
 from datavc.repo import Repo
 from tests.conftest import gen
 from tests.unit.stores import staged
@@ -91,6 +91,58 @@ def test_re_add_trusts_the_presence_memo_until_an_object_goes(repo: Repo, scm, m
     # looked again: the tree memo's tree is counted (one missing), so the tree is built and
     # checked once more, and the object restored
     assert len(looked) == 3 and repo.store.has(entry.oid)
+
+
+def _counting_presence(repo: Repo, monkeypatch) -> list[int]:
+    looked: list[int] = []
+    real = repo.store.present_digests
+
+    def counting(digests):
+        looked.append(len(digests))
+        return real(digests)
+
+    monkeypatch.setattr(repo.store, "present_digests", counting)
+    return looked
+
+
+def test_an_add_that_stored_a_big_tree_leaves_status_a_trusted_presence_memo(
+        repo: Repo, scm, monkeypatch):
+    monkeypatch.setattr("datavc.state.file_system_type", lambda path: "ext4")
+    monkeypatch.setattr("datavc.worktree.PRESENCE_WAIT_FILES", 2)  # "big" from 2 files
+    gen(scm, {"data": {"a": "1", "b": {"c": "2"}}})
+    repo.add(["data"])  # stores objects, then waits for a stamp it can trust
+    looked = _counting_presence(repo, monkeypatch)
+    [st] = repo.status(["data"])
+    assert st.state == "clean" and st.not_in_cache == 0 and looked == []  # the memo answered
+    [(_, entry)] = [e for e in repo.ls_manifest("data.datavc") if e[1].name == "a"]
+    path = repo.store.path(entry.oid)
+    os.chmod(path, 0o644)
+    os.unlink(path)  # an object goes: the stamp the add left no longer matches
+    _age_cache(repo)
+    [st] = repo.status(["data"])
+    assert st.not_in_cache == 1 and len(looked) == 1
+
+
+def test_an_add_that_stored_a_small_tree_does_not_wait_for_a_stamp(repo: Repo, scm,
+                                                                   monkeypatch):
+    monkeypatch.setattr("datavc.state.file_system_type", lambda path: "ext4")
+    waits: list[int] = []
+    real = state.settled_fanout_stamp
+
+    def settled(objects_dir, max_wait_ns=state.FINE_WINDOW_NS):
+        waits.append(max_wait_ns)
+        return real(objects_dir, max_wait_ns)
+
+    monkeypatch.setattr("datavc.worktree.settled_fanout_stamp", settled)
+    gen(scm, {"data": {"a": "1", "b": {"c": "2"}}})
+    repo.add(["data"])
+    assert waits == [0]  # the change is too recent and the tree too small: no memo yet
+    looked = _counting_presence(repo, monkeypatch)
+    _age_cache(repo)
+    [st] = repo.status(["data"])
+    assert st.not_in_cache == 0 and len(looked) == 1  # counted, and remembered
+    [st] = repo.status(["data"])
+    assert st.not_in_cache == 0 and len(looked) == 1
 
 
 def _dag_of_empty_dirs(repo: Repo, scm, depth: int) -> None:

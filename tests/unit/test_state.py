@@ -233,6 +233,40 @@ def test_fanout_stamp_is_none_while_a_directory_changed_too_recently(tmp_path, l
     assert state.fanout_stamp(str(objs), time.time_ns()) is None
 
 
+def test_settled_fanout_stamp_waits_out_a_recent_change(tmp_path, local_fs):
+    objs = _objects(tmp_path)
+    (objs / "07" / ("d" * 30)).write_bytes(b"new")  # its directory's mtime is now
+    assert state.settled_fanout_stamp(str(objs), 0) is None  # not willing to wait
+    stamp = state.settled_fanout_stamp(str(objs))
+    assert stamp is not None and stamp == state.fanout_stamp(str(objs), time.time_ns())
+    old = state.fanout_stamp(str(objs), time.time_ns())
+    assert state.settled_fanout_stamp(str(objs), 0) == old  # settled already: no wait
+
+
+def test_settled_fanout_stamp_does_not_wait_for_a_coarse_file_system(tmp_path, local_fs):
+    objs = _objects(tmp_path)
+    now_ms = time.time_ns() // 1_000_000 * 1_000_000  # whole milliseconds: a 2 s window
+    os.utime(objs / "07", ns=(now_ms, now_ms))
+    assert state.settled_fanout_stamp(str(objs)) is None
+
+
+def test_presence_memo_renew_forgets_what_it_counted_before(tmp_path):
+    path = str(tmp_path / "present")
+    memo = state.PresenceMemo.load(path, b"S" * 16)
+    memo.put(D + b"d", 3)
+    memo.save()
+    memo.renew(b"T" * 16)
+    assert memo.get(D + b"d") is None and memo.dirty
+    memo.put(D + b"f", 0)
+    memo.save()
+    again = state.PresenceMemo.load(path, b"T" * 16)
+    assert again.get(D + b"f") == 0 and again.get(D + b"d") is None
+    again.renew(None)  # no trusted stamp: nothing is kept, and the file is left alone
+    again.put(D + b"e", 0)
+    assert again.get(D + b"e") is None and not again.dirty
+    assert state.PresenceMemo.load(path, b"T" * 16).get(D + b"f") == 0
+
+
 def test_presence_memo_round_trip_and_stamp_check(tmp_path):
     path = str(tmp_path / "present")
     memo = state.PresenceMemo.load(path, b"S" * 16)
