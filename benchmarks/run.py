@@ -1611,7 +1611,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="history: runs per command and cache state (default "
                         f"{REPEATS['history']}); remote: runs per push and pull (default "
                         f"{REPEATS['remote']}; the slow small-s3 runs once); pipeline: runs "
-                        f"per row (default {REPEATS['pipeline']})")
+                        f"per row (default {REPEATS['pipeline']}); core: each row runs once "
+                        "(a repeat would create files right after the previous run deleted "
+                        "100,000, which this disk makes slow for minutes): run it again")
     p.add_argument("--stages", type=int,
                    help=f"pipeline: length of the chain (default {FULL['stages']}, "
                         f"--quick {QUICK['stages']})")
@@ -1651,6 +1653,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.repeats = REPEATS[args.group]
     if args.repeats < 1:
         p.error("--repeats must be at least 1")
+    if args.group == "core" and args.repeats != 1:
+        p.error("--repeats does not apply to the core scenarios: each row runs once; run "
+                "the benchmark again for another sample")
     if args.stages < 1:
         p.error("--stages must be at least 1")
     args.tools = [t for t, skip in (("datavc", args.skip_datavc), ("dvc", args.skip_dvc))
