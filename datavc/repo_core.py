@@ -33,7 +33,7 @@ from .parallel import default_jobs, publish
 from .paths import split_relpath
 from .report import Reporter
 from .results import TargetStatus
-from .state import PresenceMemo, StatCache, fanout_stamp
+from .state import GitIndexMemo, PresenceMemo, StatCache, fanout_stamp
 from .treediff import Budget
 from .walk import Walk, walk
 
@@ -110,6 +110,17 @@ class RepoCore:
             raise DatavcError("this datavc repository is not in a git work tree (--no-scm)",
                               hint="run `git init` to version the manifests")
         return git
+
+    @property
+    def in_git(self) -> bool:
+        """Whether the repository is in a git work tree (as :attr:`git_or_none` decides,
+        without loading git)."""
+        return self._git is not None if self._git_checked else os.path.exists(
+            os.path.join(self.root, ".git"))
+
+    def _git_index_memo(self) -> GitIndexMemo:
+        return GitIndexMemo.load(os.path.join(self.dir, "state", "gitindex"),
+                                 scm.index_file(self.root))
 
     @property
     def git_or_none(self) -> scm.Git | None:

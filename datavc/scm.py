@@ -43,6 +43,18 @@ def discover_worktree(start: str) -> str | None:
     return os.path.normpath(repo.workdir) if repo.workdir else None
 
 
+def index_file(root: str) -> str | None:
+    """The git index of the work tree at ``root``, when where it is can be told without
+    loading git: ``.git`` is a directory and neither GIT_DIR nor GIT_INDEX_FILE is set
+    (a linked work tree or a submodule, whose ``.git`` is a file, gives None)."""
+    if os.environ.get("GIT_DIR") or os.environ.get("GIT_INDEX_FILE"):
+        return None
+    git_dir = os.path.join(root, ".git")
+    if os.path.islink(git_dir) or not os.path.isdir(git_dir):
+        return None
+    return os.path.join(git_dir, "index")
+
+
 class Git:
     """The git repository whose work tree is the datavc repository's root."""
 

@@ -13,7 +13,14 @@ from .objects import Stored
 from .parallel import Prehash, publish
 from .repo_core import RepoCore
 from .results import AddResult, CheckoutResult, CommitResult, TargetStatus
-from .state import FINE_WINDOW_NS, PresenceMemo, StatCache, now_ns, settled_fanout_stamp
+from .state import (
+    FINE_WINDOW_NS,
+    GitIndexMemo,
+    PresenceMemo,
+    StatCache,
+    now_ns,
+    settled_fanout_stamp,
+)
 from .treediff import Budget, Ref, diff, lookup
 from .workspace import Executor, Plan, make_plan, refuse_conflicts
 
@@ -37,10 +44,12 @@ class Worktree(RepoCore):
         # one walk of the work tree for all paths, but not into them: the walk of each
         # (in _stage) finds the pointers inside it
         others = self.tracked(skip=set(rels)) + rels
+        git_memo = self._git_index_memo()
         for rel in rels:
-            self._check_addable(rel, others)
+            self._check_addable(rel, others, git_memo)
         with self._locked("add"):
             results = self._record_and_save(rels, adding=True)
+            git_memo.save()
         return results
 
     def _record_and_save(self, rels: list[str], *, adding: bool = False) -> list[AddResult]:
@@ -67,7 +76,7 @@ class Worktree(RepoCore):
         for root in roots:
             memo.put(_memo_key(root), 0)
 
-    def _check_addable(self, rel: str, others: list[str]) -> None:
+    def _check_addable(self, rel: str, others: list[str], git_memo: GitIndexMemo) -> None:
         path = os.path.join(self.root, rel)
         if not os.path.lexists(path):
             raise DatavcError(f"'{rel}' does not exist", hint="check the path")
@@ -75,10 +84,11 @@ class Worktree(RepoCore):
             raise UnsafePathError(f"'{rel}' is a symlink; datavc tracks files and directories",
                                   hint="add the path it points to, inside the work tree")
         self._pointer_or_none(rel)  # refuse early rather than overwrite an unreadable one
-        git = self.git_or_none
-        if git is not None:
-            tracked = git.tracked_under(rel)
-            if tracked:
+        if self.in_git and not git_memo.untracked(rel):
+            tracked = self.git.tracked_under(rel)
+            if not tracked:
+                git_memo.put(rel)
+            else:
                 raise DatavcError(
                     f"'{rel}' is already tracked by git ({len(tracked)} file(s), e.g. "
                     f"'{tracked[0]}')",
@@ -206,7 +216,7 @@ class Worktree(RepoCore):
             fsutil.atomic_write(os.path.join(self.root, pointer_rel), pointer.dumps(),
                                 tmp_dir=self._tmp_dir,
                                 hook="manifest")
-        if self.git_or_none is not None:
+        if self.in_git:
             scm.ensure_ignored(self.root, rel, tmp_dir=self._tmp_dir)
         return AddResult(rel, pointer_rel, pointer.oid, kind, pointer.size, nfiles, hashed,
                          changed, skipped)

@@ -6,6 +6,7 @@ import json
 import os
 import stat
 
+import msgpack
 import pytest
 
 from tests.conftest import gen, git, read_tree
@@ -142,6 +143,29 @@ def test_add_path_tracked_by_git_is_refused(root, run):
     assert not (root / "data.datavc").exists()
     git(root, "rm", "-r", "-q", "--cached", "data")
     ok(run("add", "data"))
+
+
+def test_a_re_add_asks_git_again_once_the_index_changed(root, run):
+    gen(root, {"data": {"a": "a", "b": "b"}, "other": "x"})
+    git(root, "add", "other")
+    age(root / ".git" / "index")  # old enough for its stat to be trusted
+    ok(run("add", "data"))  # git tracks nothing there: remembered for this index
+    memo = msgpack.unpackb((root / ".datavc/state/gitindex").read_bytes())
+    assert memo["clear"] == ["data"]
+    ok(run("add", "data"))  # answered from the memo (git is not loaded)
+    git(root, "add", "-f", "data/a")  # the index is written anew: the memo no longer holds
+    r = fails(run("add", "data"), 1)
+    assert "already tracked by git" in r.err and "data/a" in r.err
+
+
+def test_a_re_add_with_an_unchanged_index_does_not_load_git(root, run):
+    gen(root, {"data": {"a": "a"}})
+    git(root, "add", ".datavc")
+    age(root / ".git" / "index")
+    r = run("add", "data", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert r.code == 0 and "pygit2" in r.err  # asked git, and remembered the answer
+    r = run("add", "data", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert r.code == 0 and "pygit2" not in r.err
 
 
 def test_add_nonexistent_path(root, run):

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from datavc.errors import DatavcError
-from datavc.scm import Git, discover_worktree, ensure_ignored, gitignore_pattern
+from datavc.scm import Git, discover_worktree, ensure_ignored, gitignore_pattern, index_file
 from tests.conftest import gen, git
 
 
@@ -81,6 +81,20 @@ def test_tracked_under(scm):
     assert sorted(g.tracked_under("data")) == ["data/a", "data/s/b"]
     assert g.tracked_under("data/s/b") == ["data/s/b"]
     assert g.tracked_under("dat") == [] and g.tracked_under("nothing") == []
+
+
+def test_index_file_only_where_it_is_plain_to_see(scm, tmp_path, monkeypatch):
+    monkeypatch.delenv("GIT_DIR", raising=False)
+    monkeypatch.delenv("GIT_INDEX_FILE", raising=False)
+    assert index_file(str(scm)) == str(scm / ".git" / "index")
+    monkeypatch.setenv("GIT_INDEX_FILE", str(tmp_path / "elsewhere"))
+    assert index_file(str(scm)) is None
+    monkeypatch.delenv("GIT_INDEX_FILE")
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / ".git").write_text(f"gitdir: {scm / '.git'}\n")  # a linked work tree's
+    assert index_file(str(linked)) is None
+    assert index_file(str(tmp_path)) is None  # no git at all
 
 
 def test_commit_returns_none_when_nothing_changed(scm):

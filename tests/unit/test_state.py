@@ -421,3 +421,79 @@ def test_tree_memo_keeps_paths_that_are_not_utf8(cache):
     cache.remember_tree(rel, FP, "dir", D, 1, 1)
     cache.save()
     assert StatCache.load(cache.path).known_tree(rel, FP) == ("dir", D, 1, 1)
+
+
+def _index(tmp_path: Path, body: bytes = b"DIRC index", age_s: int = 3600) -> Path:
+    """A git index written as git writes one (a new file renamed over the old)."""
+    index = tmp_path / "index"
+    new = tmp_path / "index.lock"
+    new.write_bytes(body)
+    if age_s:
+        old = time.time_ns() - age_s * 10**9
+        os.utime(new, ns=(old, old))
+    new.rename(index)
+    return index
+
+
+def test_git_index_memo_holds_while_the_index_is_unchanged(tmp_path, local_fs):
+    path = str(tmp_path / "gitindex")
+    index = _index(tmp_path)
+    memo = state.GitIndexMemo.load(path, str(index))
+    assert not memo.untracked("data")
+    memo.put("data")
+    memo.save()
+    assert state.GitIndexMemo.load(path, str(index)).untracked("data")
+    assert not state.GitIndexMemo.load(path, str(index)).untracked("other")
+    _index(tmp_path, b"DIRC index")  # written again, same bytes: another inode and mtime
+    assert not state.GitIndexMemo.load(path, str(index)).untracked("data")
+
+
+def test_git_index_memo_trusts_no_index_written_just_now(tmp_path, local_fs):
+    path = str(tmp_path / "gitindex")
+    index = _index(tmp_path, age_s=0)  # git could write it again within the same tick
+    memo = state.GitIndexMemo.load(path, str(index))
+    memo.put("data")
+    memo.save()
+    assert not memo.untracked("data") and not os.path.exists(path)
+    missing = state.GitIndexMemo.load(path, str(tmp_path / "absent"))
+    missing.put("data")
+    assert not missing.untracked("data")
+    assert not state.GitIndexMemo.load(path, None).untracked("data")
+
+
+def test_git_index_memo_needs_a_local_file_system(tmp_path, monkeypatch):
+    index = _index(tmp_path)
+    monkeypatch.setattr(state, "file_system_type", lambda path: "nfs4")
+    memo = state.GitIndexMemo.load(str(tmp_path / "gitindex"), str(index))
+    memo.put("data")
+    assert not memo.untracked("data")
+
+
+@pytest.mark.parametrize("content", [
+    b"", b"\xc1garbage", msgpack.packb([1]),
+    msgpack.packb({"v": 2, "index": None, "clear": ["data"]}),
+    msgpack.packb({"v": 1, "index": [1, 2, 3, 4], "clear": ["data"]}),  # another index
+    msgpack.packb({"v": 1, "index": "KEY", "clear": "data"}),
+])
+def test_git_index_memo_ignores_hostile_or_foreign_files(tmp_path, local_fs, content):
+    index = _index(tmp_path)
+    if content.startswith(b"\x83"):  # a map: point it at this index where it says KEY
+        st = os.stat(index)
+        key = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+        doc = msgpack.unpackb(content)
+        if doc["index"] == "KEY":
+            doc["index"] = key
+        content = msgpack.packb(doc)
+    (tmp_path / "gitindex").write_bytes(content)
+    memo = state.GitIndexMemo.load(str(tmp_path / "gitindex"), str(index))
+    assert not memo.untracked("data") and not memo.untracked("d")
+
+
+def test_git_index_memo_keeps_a_bounded_number_of_paths(tmp_path, local_fs):
+    index = _index(tmp_path)
+    memo = state.GitIndexMemo.load(str(tmp_path / "gitindex"), str(index))
+    for i in range(1000):
+        memo.put(f"p{i}")
+    memo.save()
+    again = state.GitIndexMemo.load(str(tmp_path / "gitindex"), str(index))
+    assert again.untracked("p999") and sum(again.untracked(f"p{i}") for i in range(1000)) <= 256
