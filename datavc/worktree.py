@@ -108,7 +108,7 @@ class Worktree(RepoCore):
         their entries of 0 are in ``memo`` already), as the cache now holds every object
         of each."""
         staged = [self._stage(rel, state, memo, adding=adding) for rel in rels]
-        stored_any = bool(self.store.pending)
+        stored_any = bool(self.store.pending or self.store.pending_packs)
         publish(self.store, jobs=self.jobs)
         results = []
         for rel, root, _, hashed, scan in staged:

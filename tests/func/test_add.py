@@ -154,6 +154,7 @@ def test_a_re_add_asks_git_again_once_the_index_changed(root, run):
     assert memo["clear"] == ["data"]
     ok(run("add", "data"))  # answered from the memo (git is not loaded)
     git(root, "add", "-f", "data/a")  # the index is written anew: the memo no longer holds
+    age(root / ".git" / "index")  # (even once the new index is old enough to be trusted)
     r = fails(run("add", "data"), 1)
     assert "already tracked by git" in r.err and "data/a" in r.err
 

@@ -471,9 +471,10 @@ def test_git_index_memo_needs_a_local_file_system(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("content", [
     b"", b"\xc1garbage", msgpack.packb([1]),
-    msgpack.packb({"v": 2, "index": None, "clear": ["data"]}),
+    msgpack.packb({"v": 2, "index": "KEY", "clear": ["data"]}),  # another version
     msgpack.packb({"v": 1, "index": [1, 2, 3, 4], "clear": ["data"]}),  # another index
     msgpack.packb({"v": 1, "index": "KEY", "clear": "data"}),
+    msgpack.packb({"v": 1, "index": "KEY", "clear": [b"data", 7]}),
 ])
 def test_git_index_memo_ignores_hostile_or_foreign_files(tmp_path, local_fs, content):
     index = _index(tmp_path)
