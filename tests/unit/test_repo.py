@@ -63,12 +63,7 @@ def _age_cache(repo: Repo) -> None:
         os.utime(os.path.join(repo.store.objects_dir, sub), ns=(old, old))
 
 
-def test_re_add_trusts_the_presence_memo_until_an_object_goes(repo: Repo, scm, monkeypatch):
-    monkeypatch.setattr("datavc.state.file_system_type", lambda path: "ext4")
-    gen(scm, {"data": {"a": "1", "b": {"c": "2"}}})
-    os.utime(scm / "data" / "a", ns=(10**18, 10**18))
-    os.utime(scm / "data" / "b" / "c", ns=(10**18, 10**18))
-    repo.add(["data"])
+def _counting_presence(repo: Repo, monkeypatch) -> list[int]:
     looked: list[int] = []
     real = repo.store.present_digests
 
@@ -77,6 +72,16 @@ def test_re_add_trusts_the_presence_memo_until_an_object_goes(repo: Repo, scm, m
         return real(digests)
 
     monkeypatch.setattr(repo.store, "present_digests", counting)
+    return looked
+
+
+def test_re_add_trusts_the_presence_memo_until_an_object_goes(repo: Repo, scm, monkeypatch):
+    monkeypatch.setattr("datavc.state.file_system_type", lambda path: "ext4")
+    gen(scm, {"data": {"a": "1", "b": {"c": "2"}}})
+    os.utime(scm / "data" / "a", ns=(10**18, 10**18))
+    os.utime(scm / "data" / "b" / "c", ns=(10**18, 10**18))
+    repo.add(["data"])
+    looked = _counting_presence(repo, monkeypatch)
     _age_cache(repo)
     repo.add(["data"])  # lists the cache once, and remembers it held everything
     assert len(looked) == 1
@@ -91,18 +96,6 @@ def test_re_add_trusts_the_presence_memo_until_an_object_goes(repo: Repo, scm, m
     # looked again: the tree memo's tree is counted (one missing), so the tree is built and
     # checked once more, and the object restored
     assert len(looked) == 3 and repo.store.has(entry.oid)
-
-
-def _counting_presence(repo: Repo, monkeypatch) -> list[int]:
-    looked: list[int] = []
-    real = repo.store.present_digests
-
-    def counting(digests):
-        looked.append(len(digests))
-        return real(digests)
-
-    monkeypatch.setattr(repo.store, "present_digests", counting)
-    return looked
 
 
 def test_an_add_that_stored_a_big_tree_leaves_status_a_trusted_presence_memo(
