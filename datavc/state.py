@@ -396,7 +396,8 @@ class GitIndexMemo:
             if doc.get("v") == GIT_INDEX_VERSION and doc.get("index") == list(memo.key):
                 paths = doc.get("clear")
                 if isinstance(paths, list):
-                    memo._clear = {p for p in paths if type(p) is str}
+                    memo._clear = {os.fsdecode(p) if type(p) is bytes else p for p in paths
+                                   if type(p) in (str, bytes)}
         except Exception:  # absent, unreadable or foreign: start afresh
             pass
         return memo
@@ -415,7 +416,8 @@ class GitIndexMemo:
     def save(self) -> None:
         if not self._dirty or self.key is None:
             return
-        doc = {"v": GIT_INDEX_VERSION, "index": list(self.key), "clear": sorted(self._clear)}
+        doc = {"v": GIT_INDEX_VERSION, "index": list(self.key),
+               "clear": [_key(p) for p in sorted(self._clear)]}
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         fsutil.atomic_write(self.path, msgpack.packb(doc, use_bin_type=True))
         self._dirty = False

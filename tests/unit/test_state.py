@@ -474,7 +474,7 @@ def test_git_index_memo_needs_a_local_file_system(tmp_path, monkeypatch):
     msgpack.packb({"v": 2, "index": "KEY", "clear": ["data"]}),  # another version
     msgpack.packb({"v": 1, "index": [1, 2, 3, 4], "clear": ["data"]}),  # another index
     msgpack.packb({"v": 1, "index": "KEY", "clear": "data"}),
-    msgpack.packb({"v": 1, "index": "KEY", "clear": [b"data", 7]}),
+    msgpack.packb({"v": 1, "index": "KEY", "clear": [7, None, ["data"]]}),
 ])
 def test_git_index_memo_ignores_hostile_or_foreign_files(tmp_path, local_fs, content):
     index = _index(tmp_path)
@@ -498,3 +498,14 @@ def test_git_index_memo_keeps_a_bounded_number_of_paths(tmp_path, local_fs):
     memo.save()
     again = state.GitIndexMemo.load(str(tmp_path / "gitindex"), str(index))
     assert again.untracked("p999") and sum(again.untracked(f"p{i}") for i in range(1000)) <= 256
+
+
+def test_git_index_memo_keeps_names_that_are_not_utf8(tmp_path, local_fs):
+    index = _index(tmp_path)
+    name = os.fsdecode(b"raw\xfe")
+    memo = state.GitIndexMemo.load(str(tmp_path / "gitindex"), str(index))
+    memo.put(name)
+    memo.put("data")
+    memo.save()  # stored as raw bytes, as the stat cache stores such paths
+    again = state.GitIndexMemo.load(str(tmp_path / "gitindex"), str(index))
+    assert again.untracked(name) and again.untracked("data")
