@@ -184,8 +184,14 @@ def return_big_buffers() -> None:
 
 
 def split(items: Sequence[T], jobs: int, *, most: int = 1024) -> list[Sequence[T]]:
-    size = max(16, min(most, len(items) // (jobs * 8) or 1))
+    size = chunk_size(len(items), jobs, most)
     return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def chunk_size(count: int, jobs: int, most: int = 1024) -> int:
+    """Items per chunk when ``count`` are shared among ``jobs`` workers: about eight chunks
+    each (so a slow chunk does not hold the rest up), 16 to ``most``."""
+    return max(16, min(most, count // (jobs * 8) or 1))
 
 
 def hash_files(paths: list[str], *, store: ObjectStore | None, jobs: int,
@@ -239,17 +245,17 @@ class Prehash:
     every PREHASH_CHUNK files or PREHASH_BYTES, worker processes get a chunk to hash and
     stage (as :func:`hash_files` does). :meth:`finish` sends what is left, split among the
     workers, and returns what was hashed, by absolute path, with everything staged recorded
-    in the store as pending; when too little came for a pool to pay (as
-    :func:`worth_a_pool` judges) and none was started, it returns nothing and the caller
-    hashes the files as usual. :meth:`abandon` (on any failure before ``finish``) stops the
-    workers and removes whatever they staged."""
+    in the store as pending; when too little came for a pool to pay (:func:`pool_pays`)
+    and none was started, it returns nothing and the caller hashes the files as usual.
+    :meth:`abandon` (on any failure before ``finish``) stops the workers and removes
+    whatever they staged."""
 
     def __init__(self, store: ObjectStore, jobs: int) -> None:
         self.store, self.jobs = store, jobs
         self.waiting: list[str] = []
         self.waiting_bytes = 0
         self.sent: list[tuple[list[str], Any]] = []  # (paths, future)
-        self.count = self.total = 0
+        self.count = 0  # files sent to the workers
         self.pool: Any = None
 
     def feed(self, files: list[tuple[str, int]]) -> None:
@@ -281,12 +287,12 @@ class Prehash:
 
         done: dict[str, Stored] = {}
         try:
-            if self.pool is None and self.count + len(self.waiting) < MIN_FILES_FOR_POOL \
-                    and self.waiting_bytes < MIN_BYTES_FOR_POOL:
+            fed = self.count + len(self.waiting)
+            if self.pool is None and not pool_pays(fed, self.waiting_bytes):
                 return {}
             # what is left, in chunks sized as :func:`split` sizes them for all the files
             # fed (so an add of a few hundred files is chunked, and packed, as before)
-            size = max(16, min(PREHASH_CHUNK, (self.count + len(self.waiting)) // (self.jobs * 8)))
+            size = chunk_size(fed, self.jobs, PREHASH_CHUNK)
             for i in range(0, len(self.waiting), size):
                 self._send(self.waiting[i:i + size])
             self.waiting = []
@@ -389,7 +395,12 @@ def worth_a_pool(paths: list[str]) -> bool:
             total += os.stat(p).st_size
         except OSError:
             return False
-    return total >= MIN_BYTES_FOR_POOL
+    return pool_pays(len(paths), total)
+
+
+def pool_pays(count: int, nbytes: int) -> bool:
+    """Whether worker processes pay for hashing ``count`` files of ``nbytes`` in all."""
+    return count >= MIN_FILES_FOR_POOL or (count >= 2 and nbytes >= MIN_BYTES_FOR_POOL)
 
 
 PREFETCH = 64

@@ -15,15 +15,20 @@ from datavc.parallel import hash_files, publish
 from tests.unit.stores import staged
 
 
-@pytest.fixture
-def files(tmp_path):
-    (tmp_path / "in").mkdir()
+def _write_files(where: Path, count: int, name: str, body) -> list[str]:
+    """``count`` files ``where/<name><i>``, file i holding ``body(i)``; their paths."""
+    where.mkdir()
     paths = []
-    for i in range(60):
-        p = tmp_path / "in" / f"f{i:03}"
-        p.write_bytes(f"content {i}".encode() * (i + 1))
+    for i in range(count):
+        p = where / f"{name}{i:03}"
+        p.write_bytes(body(i))
         paths.append(str(p))
     return paths
+
+
+@pytest.fixture
+def files(tmp_path):
+    return _write_files(tmp_path / "in", 60, "f", lambda i: f"content {i}".encode() * (i + 1))
 
 
 @pytest.fixture
@@ -302,13 +307,7 @@ def test_prehash_of_too_few_files_starts_no_pool_and_stages_nothing(files, plain
 
 @pytest.fixture
 def many(tmp_path):
-    (tmp_path / "many").mkdir()
-    paths = []
-    for i in range(200):
-        p = tmp_path / "many" / f"m{i:03}"
-        p.write_bytes(f"object {i}".encode() * 3)
-        paths.append(str(p))
-    return paths
+    return _write_files(tmp_path / "many", 200, "m", lambda i: f"object {i}".encode() * 3)
 
 
 def test_prehash_packs_chunks_and_finish_records_them(many, plain_store, pool, monkeypatch):
