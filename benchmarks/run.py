@@ -465,6 +465,8 @@ def run_small(bench: Bench, wanted: list[str], src: Path) -> None:
     for step, cmd in (("status", ["status"]), ("readd", ["add", "data"])):
         if step in wanted:
             _cold_and_warm(bench, live, repos, step, cmd)
+    if "status" in wanted and not bench.args.skip_git:
+        git_reference(bench, src / "data")
     if "checkout" in wanted:
         for tool in live:
             _checkout(bench, tool, repos[tool.name], expected, "checkout")
@@ -481,6 +483,45 @@ def _cold_and_warm(bench: Bench, live: list[Tool], repos: dict[str, Path], step:
         bench.run(step, tool, repos[tool.name], cmd)
         if not bench.args.no_warm:
             bench.run(f"{step} (warm)", tool, repos[tool.name], cmd, cold=False)
+
+
+GIT_ROWS = ("git status", "git status (warm)")
+
+
+def git_reference(bench: Bench, payload: Path) -> None:
+    """The bar the no-op status rows are read against: ``git status`` of the same files,
+    committed to git in a repo of its own (untimed setup), cold and then warm. git's
+    defaults otherwise (index preloading in threads, no fsmonitor, no untracked cache), but
+    gc.auto=0, so no background repack of the commit's 100,000 loose objects competes with
+    the timed commands. One untimed ``git status`` first lets git record the index's stat
+    data as it would after any status. A run counts only if it reports no change."""
+    exe = shutil.which("git")
+    if exe is None:
+        bench.notes.append("git status reference: not run (no git on PATH)")
+        return
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull)
+    tool = Tool("git", Path(exe), env, [], version=sh([exe, "--version"]))
+    repo = bench.workdir / "repos" / "git-small"
+    try:
+        repo.mkdir(parents=True)
+        sh([exe, "init", "-q"], cwd=repo, env=env)
+        for key, value in (("user.name", "datavc bench"), ("user.email", "bench@example.invalid"),
+                           ("gc.auto", "0")):
+            sh([exe, "config", key, value], cwd=repo, env=env)
+        sh(["cp", "-a", str(payload), str(repo / payload.name)])
+        sh([exe, "add", payload.name], cwd=repo, env=env)
+        sh([exe, "commit", "-q", "-m", "data"], cwd=repo, env=env)
+        sh([exe, "status", "--porcelain"], cwd=repo, env=env)
+    except RuntimeError as exc:
+        bench.fail(list(GIT_ROWS), tool, f"setup failed: {exc}")
+        return
+    bench.notes.append(f"git status reference: {tool.version}")
+    for row in GIT_ROWS[:1] if bench.args.no_warm else GIT_ROWS:
+        res = bench.run(row, tool, repo, ["status", "--porcelain"], cold=row == GIT_ROWS[0])
+        said = bench.log_path(row, tool).with_suffix(".out").read_text(errors="replace")
+        if res.ok and said.strip():
+            res.error = f"git status reported changes:\n{said[:2000]}"
 
 
 def _checkout(bench: Bench, tool: Tool, repo: Path, expected: tuple[int, int],
@@ -1466,6 +1507,23 @@ def table(bench: Bench) -> list[str]:
     return lines
 
 
+def git_table(bench: Bench) -> list[str]:
+    """The ``git status`` reference beside datavc's and DVC's no-op status."""
+    if not any(row in bench.rows for row in GIT_ROWS):
+        return []
+    lines = ["", f"Reference, the bar for b: `git status --porcelain` of the same "
+             f"{bench.args.files:,} files, committed to git (see Setup).", "",
+             "| cache | git s | datavc status s | DVC status s | git/datavc | DVC/git "
+             "| git max proc MB |", "|---|--:|--:|--:|--:|--:|--:|"]
+    for row, ours in zip(GIT_ROWS, ("status", "status (warm)"), strict=True):
+        g = bench.rows.get(row, {}).get("git")
+        a, b = bench.rows.get(ours, {}).get("datavc"), bench.rows.get(ours, {}).get("dvc")
+        lines.append(f"| {'warm' if 'warm' in row else 'cold'} | {_secs(g)} | {_secs(a)} "
+                     f"| {_secs(b)} | {_ratio(a, g)} | {_ratio(g, b)} "
+                     f"| {_mb(g, 'max_proc_kib')} |")
+    return lines
+
+
 def failures(bench: Bench) -> list[str]:
     out = []
     for row, by_tool in bench.rows.items():
@@ -1522,7 +1580,7 @@ def report(bench: Bench, started: dt.datetime, took: float) -> str:
               "each, so forked workers are somewhat overstated). "
               "Max proc MB = largest single-process RSS (`ru_maxrss` from wait4). "
               "MB = 2^20 bytes. Ratio > 1 means datavc is faster.")
-    rows = table(bench)
+    rows = [*table(bench), *git_table(bench)]
     if bench.args.group == "remote":
         rows = [*remote_table(bench), "", *transfer_table(bench)]
         legend += (f" Each push and pull ran {bench.args.repeats}× per tool (small-s3: once), "
@@ -1607,6 +1665,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--files", type=int, help="override the number of small files")
     p.add_argument("--size", help="override the big file size, e.g. 512M")
     p.add_argument("--no-warm", action="store_true", help="skip warm repeats")
+    p.add_argument("--skip-git", action="store_true",
+                   help="status: leave out the `git status` reference (the same files "
+                        "committed to git: about 20 s of untimed setup, 1 GB of disk)")
     p.add_argument("--repeats", type=int,
                    help="history: runs per command and cache state (default "
                         f"{REPEATS['history']}); remote: runs per push and pull (default "
