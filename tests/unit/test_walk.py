@@ -3,8 +3,8 @@ walk of big trees (which must see exactly what one process sees)."""
 
 from __future__ import annotations
 
+import marshal
 import os
-import pickle
 import stat
 from pathlib import Path
 
@@ -127,13 +127,41 @@ def test_two_processes_see_what_one_sees(tmp_path):
     assert one.fingerprint(SALT) == two.fingerprint(SALT)
 
 
+def test_the_childs_share_comes_back_whole(tmp_path):
+    """Nested directories, a symlink, a name that is not UTF-8, a skipped name and litter
+    (in every first-level directory, so in both shares) arrive as one process sees them."""
+    big_tree(tmp_path)
+    for i in range(7):
+        share = tmp_path / f"top/only/s{i}"
+        (share / "deeper/deepest").mkdir(parents=True)
+        (share / "deeper/deepest/z").write_text("z")
+        os.symlink("z", share / "deeper/deepest/link")
+        with open(os.path.join(os.fsencode(share / "deeper"), b"caf\xe9.bin"), "wb") as f:
+            f.write(b"latin-1 name")
+        (share / "deeper/.datavc").mkdir()
+        (share / f"deeper/{TMP_MARK}7").write_text("litter")
+    one = walk(str(tmp_path), "top")
+    two = walk(str(tmp_path), "top", jobs=2, expect_files=PARALLEL_MIN_FILES)
+    assert flat(one) == flat(two)
+    for i in range(7):
+        assert f"top/only/s{i}/deeper/caf\udce9.bin" in flat(two)
+        assert f"top/only/s{i}/deeper/deepest/link" in flat(two)
+        deepest = next(d for d in two.directories()
+                       if d.rel == f"top/only/s{i}/deeper/deepest")
+        assert (deepest.name, deepest.path) == ("deepest", f"{tmp_path}/top/only/s{i}"
+                                                "/deeper/deepest")
+    assert sorted(one.skipped) == sorted(two.skipped) and len(two.skipped) == 7
+    assert sorted(one.litter) == sorted(two.litter) and len(two.litter) == 7
+    assert one.fingerprint(SALT) == two.fingerprint(SALT)
+
+
 def test_a_failing_child_leaves_the_walk_to_the_parent(tmp_path, monkeypatch):
     big_tree(tmp_path)
 
     def broken(*args, **kwargs):
         raise RuntimeError("the child cannot send")
 
-    monkeypatch.setattr(pickle, "dumps", broken)  # the child's copy fails; the parent's unused
+    monkeypatch.setattr(marshal, "dumps", broken)  # the child's copy fails; the parent's unused
     one = walk(str(tmp_path), "top")
     two = walk(str(tmp_path), "top", jobs=2, expect_files=PARALLEL_MIN_FILES)
     assert flat(one) == flat(two)
