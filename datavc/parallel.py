@@ -285,7 +285,8 @@ class Prehash:
     def finish(self, progress: Progress | None = None) -> dict[str, Stored]:
         from concurrent.futures.process import BrokenProcessPool
 
-        done: dict[str, Stored] = {}
+        paths: list[str] = []
+        results: list[Stored] = []
         try:
             fed = self.count + len(self.waiting)
             if self.pool is None and not pool_pays(fed, self.waiting_bytes):
@@ -296,11 +297,12 @@ class Prehash:
             for i in range(0, len(self.waiting), size):
                 self._send(self.waiting[i:i + size])
             self.waiting = []
-            for paths, fut in self.sent:
-                results = fut.result()
-                done.update(zip(paths, results, strict=True))
+            for sent, fut in self.sent:
+                got = fut.result()
+                paths += sent
+                results += got
                 if progress:
-                    progress(len(results), sum(r.size for r in results))
+                    progress(len(got), sum(r.size for r in got))
         except BrokenProcessPool:
             self.abandon()
             raise _worker_died() from None
@@ -311,8 +313,8 @@ class Prehash:
             self.pool.shutdown()
             self.pool = None
         self.sent = []
-        _keep_staged(self.store, list(done.values()))
-        return done
+        _keep_staged(self.store, results)  # drops the temps it removes from the results too
+        return dict(zip(paths, results, strict=True))
 
     def abandon(self) -> None:
         """Stop the workers at once (a chunk they are on is not finished) and remove what

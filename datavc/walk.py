@@ -46,6 +46,10 @@ class WalkDir:
     rows: list[Row] = field(default_factory=list)
     dirs: list[WalkDir] = field(default_factory=list)
 
+    def child(self, name: str, dev: int) -> WalkDir:
+        """The subdirectory ``name`` (on device ``dev``), not yet walked."""
+        return WalkDir(name, f"{self.path}/{name}", f"{self.rel}/{name}", dev)
+
 
 @dataclass(slots=True)
 class Walk:
@@ -176,8 +180,7 @@ def _list_dir(node: WalkDir, out: Walk) -> list[WalkDir]:
             os.close(fd)
     except OSError as exc:
         raise from_oserror(exc, node.rel, "list directory") from exc
-    node.dirs = [WalkDir(name, f"{node.path}/{name}", f"{node.rel}/{name}", dev)
-                 for name, dev in subdirs]
+    node.dirs = [node.child(name, dev) for name, dev in subdirs]
     return node.dirs
 
 
@@ -294,7 +297,7 @@ def _unpack(node: WalkDir, answer: Any) -> None:
     node.rows = rows
     node.dirs = []
     for name, dev, sub in dirs:
-        child = WalkDir(name, f"{node.path}/{name}", f"{node.rel}/{name}", dev)
+        child = node.child(name, dev)
         _unpack(child, sub)
         node.dirs.append(child)
 

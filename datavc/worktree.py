@@ -129,6 +129,7 @@ class Worktree(RepoCore):
         When the stat cache knew every file, the tree's id comes first: if the presence
         memo says the cache holds all of that tree, there is nothing to check or store (a
         re-add of unchanged data does not list the cache)."""
+        self.store.pack_small = self._packs_small
         prehash = self._prehash(rel, state) if adding else None
         try:
             walked = self._walk(rel, state, feed=prehash.feed if prehash else None)
@@ -151,7 +152,6 @@ class Worktree(RepoCore):
             for path, reason in scan.skipped:
                 self.reporter.warn(f"not tracked: '{path}' ({reason})")
             self.reporter.begin(f"Adding {rel}", hashed)
-            self.store.pack_small = self._packs_small
             try:
                 early = (prehash.finish(self.reporter.advance) if prehash is not None
                          else None)
@@ -184,7 +184,6 @@ class Worktree(RepoCore):
                 or os.path.lexists(os.path.join(self.root, manifest.pointer_path(rel)))
                 or not os.path.isdir(os.path.join(self.root, rel))):
             return None
-        self.store.pack_small = self._packs_small
         return Prehash(self.store, self.jobs)
 
     def _ensure_objects(self, rel: str, root: tree.Node, *,
