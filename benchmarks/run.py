@@ -501,15 +501,10 @@ def git_reference(bench: Bench, payload: Path) -> None:
         return
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull)
-    tool = Tool("git", Path(exe), env, [], version=sh([exe, "--version"]))
-    repo = bench.workdir / "repos" / "git-small"
+    tool = Tool("git", Path(exe), env, [["config", "gc.auto", "0"]],
+                version=sh([exe, "--version"]))
     try:
-        repo.mkdir(parents=True)
-        sh([exe, "init", "-q"], cwd=repo, env=env)
-        for key, value in (("user.name", "datavc bench"), ("user.email", "bench@example.invalid"),
-                           ("gc.auto", "0")):
-            sh([exe, "config", key, value], cwd=repo, env=env)
-        sh(["cp", "-a", str(payload), str(repo / payload.name)])
+        repo = new_repo(bench, tool, "small", payload)
         sh([exe, "add", payload.name], cwd=repo, env=env)
         sh([exe, "commit", "-q", "-m", "data"], cwd=repo, env=env)
         sh([exe, "status", "--porcelain"], cwd=repo, env=env)
